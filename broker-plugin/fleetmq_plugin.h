@@ -1,0 +1,144 @@
+/*
+ * fleetmq_plugin.h - private header of the Mosquitto plugin adapter.
+ *
+ * Declares the plugin state (one struct passed as callback userdata; no
+ * globals) and the cross-file functions, one banner per module. Only the
+ * files of broker-plugin/ that talk to Mosquitto include this header; the
+ * pure core (shadow, presence, topic, acl) and the store do not.
+ */
+#ifndef FLEETMQ_PLUGIN_H
+#define FLEETMQ_PLUGIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "fleetmq_config.h"
+#include "fleetmq_status.h"
+#include "presence.h"
+#include "shadow.h"
+#include "store.h"
+#include "topic.h"
+
+struct mosquitto;
+
+/* ================================================================
+ * Configuration (plugin_config.c)
+ * ================================================================ */
+struct fleetmq_plugin_config {
+	char *topic_prefix;
+	char *store_path;
+	int store_synchronous;                 /* enum fleetmq_store_sync */
+	bool store_group_commit;
+	long long shadow_max_document_bytes;
+	long long shadow_max_depth;
+	long long shadow_max_payload_bytes;
+	long long presence_silence_threshold_ms;
+	long long presence_check_interval_ms;
+	long long presence_offline_grace_ms;
+	long long presence_flush_interval_ms;
+	struct fleetmq_strlist operator_usernames;
+	bool require_username_match;
+	bool log_rejections;
+};
+
+extern const struct fleetmq_cfg_option fleetmq_plugin_config_table[];
+extern const size_t fleetmq_plugin_config_table_len;
+
+/* ================================================================
+ * Devices (device.c): in-memory registry, a cache of the store.
+ * ================================================================ */
+struct fleetmq_device {
+	UT_hash_handle hh;
+	char *id;
+	char *device_type;
+	char *agent_version;
+	struct fleetmq_presence presence;
+	uint64_t shadow_version;
+	uint64_t persisted_last_seen_ms;
+	uint64_t disconnect_at_ms;             /* pending OFFLINE (grace), 0 = none */
+	const struct mosquitto *conn;          /* session we last heard from */
+	bool hello_seen;                       /* hello received on conn */
+	struct fleetmq_device *prev, *next;    /* connected list, oldest activity first */
+	bool in_connected_list;
+};
+
+/* ================================================================
+ * Output queue (publish.c): responses wait for the group commit.
+ * ================================================================ */
+struct fleetmq_outmsg {
+	struct fleetmq_outmsg *next;
+	char *topic;
+	void *payload;                         /* mosquitto_malloc'd */
+	uint32_t payloadlen;
+	uint8_t qos;
+	bool retain;
+};
+
+struct fleetmq_plugin {
+	void *identifier;                      /* mosquitto_plugin_id_t * */
+	struct fleetmq_plugin_config cfg;
+	struct fleetmq_shadow_limits limits;
+	struct fleetmq_store *store;
+	struct fleetmq_device *devices;        /* uthash by id */
+	struct fleetmq_device *connected;      /* utlist DL, LRU by last_seen */
+	size_t device_count;
+	struct fleetmq_outmsg *out_head, *out_tail;
+	size_t out_count;
+	uint64_t last_tick_mono_ms;
+	uint64_t next_silence_check_ms;
+	uint64_t next_flush_ms;
+	bool startup_done;
+	/* counters, for logs and benchmarks */
+	uint64_t n_commits, n_commit_failures, n_rejections, n_messages;
+};
+
+/* Monotonic and wall clocks in ms. */
+uint64_t fleetmq_now_ms(void);
+uint64_t fleetmq_mono_ms(void);
+
+/* device.c */
+int device__load_all(struct fleetmq_plugin *pl);
+struct fleetmq_device *device__find(struct fleetmq_plugin *pl, const char *id);
+/* Find or create (in memory and store) a device record. */
+struct fleetmq_device *device__ensure(struct fleetmq_plugin *pl, const char *id, uint64_t now_ms);
+int device__persist(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const char *hw_revision,
+		const char *software_json, const char *attributes_json);
+/* Presence events, each publishing/persisting transitions. */
+void device__on_activity(struct fleetmq_plugin *pl, struct fleetmq_device *dev,
+		const struct mosquitto *client, uint64_t now_ms);
+void device__on_hello(struct fleetmq_plugin *pl, struct fleetmq_device *dev,
+		const struct mosquitto *client, uint64_t now_ms);
+void device__on_disconnect(struct fleetmq_plugin *pl, const struct mosquitto *client, uint64_t now_ms);
+void device__tick(struct fleetmq_plugin *pl, uint64_t now_ms);
+void device__publish_presence(struct fleetmq_plugin *pl, struct fleetmq_device *dev);
+void device__mark_all_offline_at_start(struct fleetmq_plugin *pl, uint64_t now_ms);
+void device__cleanup(struct fleetmq_plugin *pl);
+
+/* publish.c */
+/* Queue a message; takes ownership of payload (fm_malloc'd or NULL). */
+int publish__queue(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos, bool retain);
+/* Queue "<prefix>/<id>/<suffix>". */
+int publish__queue_device(struct fleetmq_plugin *pl, const char *id, const char *suffix,
+		void *payload, size_t len, int qos, bool retain);
+/* Commit the group transaction (if any) and hand queued messages to the
+ * broker. On commit failure queued acknowledgements are replaced by
+ * rejections is not possible generically: they are dropped and the error
+ * logged; devices retry on missing acknowledgement. */
+void publish__flush(struct fleetmq_plugin *pl);
+/* Called at the end of every callback that may have queued output: flushes
+ * at once when group commit is off or ticks are not arriving. */
+void publish__maybe_flush(struct fleetmq_plugin *pl);
+void publish__cleanup(struct fleetmq_plugin *pl);
+
+/* handlers.c */
+int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t payloadlen);
+/* Send a Rejection to <topic>/rejected. */
+void handlers__reject(struct fleetmq_plugin *pl, const char *request_topic, int code,
+		const char *reason, const char *client_token, uint64_t version);
+
+/* plugin.c */
+bool plugin__is_operator(struct fleetmq_plugin *pl, const struct mosquitto *client);
+
+#endif

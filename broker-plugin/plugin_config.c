@@ -1,0 +1,47 @@
+/*
+ * plugin_config.c - the broker plugin's configuration table.
+ *
+ * One row per key of fleetmq.yaml (plugin_opt_config_file). The table drives
+ * parsing, validation, defaults, the startup log of the effective config and
+ * docs/CONFIG.md (generated with `fleetmq-config-doc plugin`).
+ */
+#include <stddef.h>
+
+#include "fleetmq_plugin.h"
+
+#define OFF(field) offsetof(struct fleetmq_plugin_config, field)
+
+static const char *const sync_choices[] = { "full", "normal", NULL };
+
+const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
+	{ "topic_prefix", FM_CFG_STRING, "fleet", 0, 0, NULL, OFF(topic_prefix), 0, NULL,
+		"First topic level of every device topic (<prefix>/<device-id>/...). Must not contain '/', '+' or '#'." },
+	{ "store.path", FM_CFG_STRING, NULL, 0, 0, NULL, OFF(store_path), FM_CFG_REQUIRED, NULL,
+		"SQLite database file holding devices and shadows; created if missing. Must be writable by the user mosquitto runs as." },
+	{ "store.synchronous", FM_CFG_ENUM, "full", 0, 0, sync_choices, OFF(store_synchronous), 0, NULL,
+		"full: every acknowledged write survives power loss of the host. normal: survives a broker crash (kill -9) only, faster on slow disks." },
+	{ "store.group_commit", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(store_group_commit), 0, NULL,
+		"Commit the writes of one broker loop pass in one transaction, then send their acknowledgements. false commits every write on its own (slower, same guarantee)." },
+	{ "shadow.max_document_bytes", FM_CFG_INT, "8192", 256, 1048576, NULL, OFF(shadow_max_document_bytes), 0, "bytes",
+		"Largest shadow state (desired + reported, compact JSON) a device may have; updates that would exceed it are rejected with TOO_LARGE." },
+	{ "shadow.max_depth", FM_CFG_INT, "8", 1, 64, NULL, OFF(shadow_max_depth), 0, "levels",
+		"Deepest nesting of objects/arrays in a shadow document (the top-level object is level 1); deeper updates are rejected with TOO_DEEP." },
+	{ "shadow.max_payload_bytes", FM_CFG_INT, "65536", 256, 16777216, NULL, OFF(shadow_max_payload_bytes), 0, "bytes",
+		"Largest request payload (hello, shadow get/update, telemetry) the plugin decodes; larger ones are rejected with TOO_LARGE before decoding." },
+	{ "presence.silence_threshold_ms", FM_CFG_INT, "300000", 100, 604800000, NULL, OFF(presence_silence_threshold_ms), 0, "ms",
+		"A connected device that sends nothing for this long is marked silent." },
+	{ "presence.check_interval_ms", FM_CFG_INT, "1000", 50, 60000, NULL, OFF(presence_check_interval_ms), 0, "ms",
+		"How often connected devices are checked for silence." },
+	{ "presence.offline_grace_ms", FM_CFG_INT, "1500", 0, 60000, NULL, OFF(presence_offline_grace_ms), 0, "ms",
+		"A disconnect is published as offline only if the device does not come back within this time, so a session takeover (reconnect while the old connection is still open) does not flap presence." },
+	{ "presence.flush_interval_ms", FM_CFG_INT, "60000", 1000, 3600000, NULL, OFF(presence_flush_interval_ms), 0, "ms",
+		"How often last-seen times of connected devices are written to the store (transitions are written at once). Bounds flash wear and write load." },
+	{ "security.operator_usernames", FM_CFG_STRLIST, NULL, 0, 0, NULL, OFF(operator_usernames), 0, NULL,
+		"Usernames with the operator role: may update desired state of any device and read every fleet topic. Authenticate them (password_file, dynamic-security or certificates)." },
+	{ "security.require_username_match", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(require_username_match), 0, NULL,
+		"A device's MQTT username must equal its client id to use fleet topics, so one device cannot pose as another by choosing its client id." },
+	{ "log.rejections", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(log_rejections), 0, NULL,
+		"Log every rejected request (device, topic, code, reason) at warning level." },
+};
+
+const size_t fleetmq_plugin_config_table_len = sizeof(fleetmq_plugin_config_table) / sizeof(fleetmq_plugin_config_table[0]);
