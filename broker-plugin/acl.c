@@ -50,7 +50,10 @@ enum fleetmq_acl_result fleetmq_acl_check(const char *prefix, const struct fleet
 	*reason = NULL;
 	if(!prefix || !who || !topic) return FM_ACL_DEFER;
 
-	if(access == FM_ACCESS_UNSUBSCRIBE) return FM_ACL_DEFER;
+	if(access == FM_ACCESS_UNSUBSCRIBE){
+		/* Dropping a subscription is always harmless inside our prefix. */
+		return filter_device_level(prefix, topic, &lvl, &len) ? FM_ACL_ALLOW : FM_ACL_DEFER;
+	}
 
 	if(access == FM_ACCESS_SUBSCRIBE){
 		if(!filter_device_level(prefix, topic, &lvl, &len)) return FM_ACL_DEFER; /* includes '#', '+/...' */

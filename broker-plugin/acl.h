@@ -9,7 +9,13 @@
  *   - a device (client id == username, unless require_username_match is
  *     off) may read/subscribe only inside <prefix>/<own id>/ and publish
  *     only non-output topics there;
- *   - anyone else is denied.
+ *   - anyone else is denied;
+ *   - unsubscribing inside the prefix is always allowed.
+ * DEFER means "not ours": the adapter either defers to the next mechanism
+ * (password_file/acl_file, dynamic-security) or, with
+ * security.other_topics = allow, grants it (Mosquitto 2.0 denies what every
+ * mechanism defers, so a broker whose only ACL is fleetmq needs "allow" for
+ * non-fleet topics to work at all).
  */
 #ifndef FLEETMQ_ACL_H
 #define FLEETMQ_ACL_H

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uthash.h>
+#include <cjson/cJSON.h>
 
 #include "fleetmq_config.h"
 #include "fleetmq_status.h"
@@ -39,8 +40,20 @@ struct fleetmq_plugin_config {
 	long long presence_flush_interval_ms;
 	struct fleetmq_strlist operator_usernames;
 	bool require_username_match;
+	int other_topics;                      /* 0 = defer, 1 = allow */
+	bool other_topics_allow;
 	bool log_rejections;
+	long long control_max_payload_bytes;
+	long long jobs_max_in_progress;
+	long long jobs_fanout_batch;
+	long long jobs_release_batch;
+	long long jobs_check_interval_ms;
+	long long jobs_max_document_bytes;
 };
+
+#define FLEETMQ_CONTROL_TOPIC "$CONTROL/fleetmq/v1"
+#define FLEETMQ_CONTROL_CREATE_PB_TOPIC "$CONTROL/fleetmq/v1/jobs/create"
+#define FLEETMQ_CONTROL_RESPONSE_TOPIC "$CONTROL/fleetmq/v1/response"
 
 extern const struct fleetmq_cfg_option fleetmq_plugin_config_table[];
 extern const size_t fleetmq_plugin_config_table_len;
@@ -73,7 +86,10 @@ struct fleetmq_outmsg {
 	uint32_t payloadlen;
 	uint8_t qos;
 	bool retain;
+	void *props;                           /* mosquitto_property list, owned */
 };
+
+struct fleetmq_job;
 
 struct fleetmq_plugin {
 	void *identifier;                      /* mosquitto_plugin_id_t * */
@@ -89,6 +105,10 @@ struct fleetmq_plugin {
 	uint64_t next_silence_check_ms;
 	uint64_t next_flush_ms;
 	bool startup_done;
+	struct fleetmq_job *jobs;              /* uthash by id: open jobs, plus closed ones when looked up */
+	uint64_t next_seq;                     /* job / execution queue order */
+	uint64_t next_job_check_ms;
+	uint64_t job_id_counter;
 	/* counters, for logs and benchmarks */
 	uint64_t n_commits, n_commit_failures, n_rejections, n_messages;
 };
@@ -118,6 +138,9 @@ void device__cleanup(struct fleetmq_plugin *pl);
 /* publish.c */
 /* Queue a message; takes ownership of payload (fm_malloc'd or NULL). */
 int publish__queue(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos, bool retain);
+/* Same, with MQTT v5 properties (mosquitto_property *, ownership taken). */
+int publish__queue_props(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos,
+		bool retain, void *props);
 /* Queue "<prefix>/<id>/<suffix>". */
 int publish__queue_device(struct fleetmq_plugin *pl, const char *id, const char *suffix,
 		void *payload, size_t len, int qos, bool retain);
@@ -134,9 +157,70 @@ void publish__cleanup(struct fleetmq_plugin *pl);
 /* handlers.c */
 int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
 		const void *payload, uint32_t payloadlen);
+/* Apply a partial update to one side of a device's shadow and store it in
+ * the current group transaction (the device is registered if new). On
+ * success *s holds the new shadow (caller clears it). On error *s is empty
+ * but s->version holds the current version, and reason says why. */
+int handlers__shadow_apply(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
+		const cJSON *patch, uint64_t expected_version, uint64_t now_ms, struct fleetmq_shadow *s,
+		char *reason, size_t reason_len);
+/* Queue the delta of s to the device if it is connected and a delta exists. */
+void handlers__shadow_push_delta(struct fleetmq_plugin *pl, const char *id, const struct fleetmq_shadow *s, uint64_t now_ms);
 /* Send a Rejection to <topic>/rejected. */
 void handlers__reject(struct fleetmq_plugin *pl, const char *request_topic, int code,
 		const char *reason, const char *client_token, uint64_t version);
+
+/* ================================================================
+ * Operator API (control.c)
+ * ================================================================ */
+struct control_ctx {
+	const char *actor;                     /* operator username */
+	const char *client_id;
+	bool is_operator;
+	uint64_t now_ms;
+	const char *response_topic;            /* NULL = FLEETMQ_CONTROL_RESPONSE_TOPIC */
+	const void *correlation;
+	uint16_t correlation_len;
+};
+
+int control__handle(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t payloadlen, const void *properties);
+const char *control__string(const cJSON *cmd, const char *key);
+int control__uint(const cJSON *cmd, const char *key, uint64_t def, uint64_t max, uint64_t *out,
+		char *err, size_t errlen);
+const char *control__audit_target(const cJSON *cmd);
+/* Record an audit entry in the current group transaction. */
+void control__audit(struct fleetmq_plugin *pl, uint64_t now_ms, const char *actor, const char *action,
+		const char *target, const cJSON *detail);
+cJSON *control__device_json(struct fleetmq_plugin *pl, const struct fleetmq_device_rec *rec);
+
+/* ================================================================
+ * Jobs (job.c): job queue adapter over jobs.c / rollout.c and the store.
+ * ================================================================ */
+int job__load_all(struct fleetmq_plugin *pl);
+void job__cleanup(struct fleetmq_plugin *pl);
+void job__tick(struct fleetmq_plugin *pl, uint64_t now_ms);
+/* A device said hello: deliver its queue (JobNotify); continuous jobs. */
+void job__on_hello(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const char *execution_in_progress,
+		uint64_t now_ms);
+/* A device's attributes/groups/type changed or it was registered. */
+void job__on_device_changed(struct fleetmq_plugin *pl, struct fleetmq_device *dev, uint64_t now_ms);
+uint64_t job__pending_count(struct fleetmq_plugin *pl, const char *device_id);
+/* Device requests on <prefix>/<id>/jobs/... */
+void job__handle_next_get(struct fleetmq_plugin *pl, const char *device_id, const char *topic,
+		const void *payload, uint32_t len, uint64_t now_ms);
+void job__handle_update(struct fleetmq_plugin *pl, const char *device_id, const char *job_id, const char *topic,
+		const void *payload, uint32_t len, uint64_t now_ms);
+/* Operator commands (signature of control.c's command table). */
+int job__cmd_create(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+int job__cmd_cancel(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+int job__cmd_describe(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+int job__cmd_list(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+int job__cmd_list_executions(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+int job__cmd_describe_execution(struct fleetmq_plugin *pl, const struct control_ctx *c, const cJSON *cmd, cJSON *data, char *err, size_t errlen);
+/* Convert a protobuf CreateJobRequest into the JSON createJob command (new object) or NULL. */
+struct Fleetmq__V1__CreateJobRequest;
+cJSON *job__pb_to_json(const struct Fleetmq__V1__CreateJobRequest *req);
 
 /* plugin.c */
 bool plugin__is_operator(struct fleetmq_plugin *pl, const struct mosquitto *client);

@@ -277,6 +277,7 @@ static void handle_hello(const struct request *r)
 
 	ack.shadow_version = dev->shadow_version;
 	ack.server_time_ms = r->now_ms;
+	ack.pending_jobs = (uint32_t)job__pending_count(pl, dev->id);
 	ack.shadow_sync = FLEETMQ__V1__SHADOW_SYNC__SHADOW_SYNC_NONE;
 	if(dev->shadow_version > 0 && h->shadow_version != dev->shadow_version){
 		if(shadow_load(pl, dev->id, &s) == FLEETMQ_OK){
@@ -296,6 +297,8 @@ static void handle_hello(const struct request *r)
 	}else if(ack.shadow_sync == FLEETMQ__V1__SHADOW_SYNC__SHADOW_SYNC_DELTA){
 		queue_delta(pl, dev->id, &s, r->now_ms);
 	}
+	/* Pending jobs: continuous jobs that now match, then the queue. */
+	job__on_hello(pl, dev, h->execution_in_progress, r->now_ms);
 
 cleanup:
 	if(shadow_loaded) fleetmq_shadow_clear(&s);
@@ -344,18 +347,71 @@ static char *wrap_side(enum fleetmq_shadow_side side, const cJSON *inner)
 	return s;
 }
 
+int handlers__shadow_apply(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
+		const cJSON *patch, uint64_t expected_version, uint64_t now_ms, struct fleetmq_shadow *s,
+		char *reason, size_t reason_len)
+{
+	struct fleetmq_device *dev;
+	char *doc = NULL;
+	int rc;
+
+	if(reason && reason_len) reason[0] = '\0';
+	memset(s, 0, sizeof(*s));
+	dev = device__ensure(pl, id, now_ms);
+	if(!dev){
+		snprintf(reason, reason_len, "cannot register device");
+		return FLEETMQ_ERR_INTERNAL;
+	}
+	if(shadow_load(pl, dev->id, s) != FLEETMQ_OK){
+		snprintf(reason, reason_len, "cannot read the shadow");
+		return FLEETMQ_ERR_INTERNAL;
+	}
+	rc = fleetmq_shadow_apply(s, side, patch, expected_version, now_ms, &pl->limits, reason, reason_len);
+	if(rc != FLEETMQ_OK) goto fail;
+	doc = fleetmq_shadow_serialize(s);
+	fleetmq_store_begin(pl->store);
+	if(!doc || fleetmq_store_shadow_put(pl->store, dev->id, s->version, doc, strlen(doc)) != FLEETMQ_OK){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: cannot store shadow of %s: %s", dev->id,
+				fleetmq_store_last_error(pl->store));
+		snprintf(reason, reason_len, "cannot store the shadow");
+		s->version = dev->shadow_version;   /* nothing was applied */
+		rc = FLEETMQ_ERR_INTERNAL;
+		goto fail;
+	}
+	fm_free(doc);
+	dev->shadow_version = s->version;
+	return FLEETMQ_OK;
+
+fail:
+	fm_free(doc);
+	{
+		uint64_t v = s->version;
+		fleetmq_shadow_clear(s);
+		s->version = v;  /* callers report the current version in rejections */
+	}
+	return rc;
+}
+
+void handlers__shadow_push_delta(struct fleetmq_plugin *pl, const char *id, const struct fleetmq_shadow *s, uint64_t now_ms)
+{
+	struct fleetmq_device *dev = device__find(pl, id);
+
+	if(dev && dev->conn && fleetmq_presence_connected(&dev->presence)){
+		queue_delta(pl, id, s, now_ms);
+	}
+}
+
 static void handle_shadow_update(const struct request *r)
 {
 	struct fleetmq_plugin *pl = r->pl;
 	Fleetmq__V1__ShadowUpdateRequest *req = NULL;
 	Fleetmq__V1__ShadowUpdateAccepted ack = FLEETMQ__V1__SHADOW_UPDATE_ACCEPTED__INIT;
-	struct fleetmq_shadow s;
-	struct fleetmq_device *dev;
+	struct fleetmq_shadow s = {0};
 	enum fleetmq_shadow_side side;
 	const char *json, *token;
 	cJSON *patch = NULL, *meta = NULL;
 	char reason[256];
-	char *doc = NULL, *state_s = NULL, *meta_s = NULL;
+	char *state_s = NULL, *meta_s = NULL;
 	bool loaded = false;
 	int rc;
 
@@ -389,36 +445,18 @@ static void handle_shadow_update(const struct request *r)
 		reject(r, FLEETMQ_ERR_BAD_REQUEST, side == FLEETMQ_SHADOW_DESIRED ? "desired_json is empty" : "reported_json is empty", token, 0);
 		goto cleanup;
 	}
-	patch = cJSON_ParseWithLength(json, strlen(json));
+	patch = cJSON_ParseWithOpts(json, NULL, 1);   /* whole string: no trailing garbage */
 	if(!patch){
 		reject(r, FLEETMQ_ERR_MALFORMED, side == FLEETMQ_SHADOW_DESIRED ? "desired_json is not valid JSON" : "reported_json is not valid JSON", token, 0);
 		goto cleanup;
 	}
-	dev = device__ensure(pl, r->t->device_id, r->now_ms);
-	if(!dev){
-		reject(r, FLEETMQ_ERR_INTERNAL, "cannot register device", token, 0);
-		goto cleanup;
-	}
-	if(shadow_load(pl, dev->id, &s) != FLEETMQ_OK){
-		reject(r, FLEETMQ_ERR_INTERNAL, "cannot read the shadow", token, 0);
-		goto cleanup;
-	}
-	loaded = true;
-	reason[0] = '\0';
-	rc = fleetmq_shadow_apply(&s, side, patch, req->expected_version, r->now_ms, &pl->limits, reason, sizeof(reason));
+	rc = handlers__shadow_apply(pl, r->t->device_id, side, patch, req->expected_version, r->now_ms, &s,
+			reason, sizeof(reason));
+	loaded = (rc == FLEETMQ_OK);
 	if(rc != FLEETMQ_OK){
 		reject(r, rc, reason[0] ? reason : fleetmq_strerror(rc), token, s.version);
 		goto cleanup;
 	}
-	doc = fleetmq_shadow_serialize(&s);
-	fleetmq_store_begin(pl->store);
-	if(!doc || fleetmq_store_shadow_put(pl->store, dev->id, s.version, doc, strlen(doc)) != FLEETMQ_OK){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: cannot store shadow of %s: %s", dev->id,
-				fleetmq_store_last_error(pl->store));
-		reject(r, FLEETMQ_ERR_INTERNAL, "cannot store the shadow", token, dev->shadow_version);
-		goto cleanup;
-	}
-	dev->shadow_version = s.version;
 
 	meta = fleetmq_shadow_patch_metadata(&s, side, patch);
 	state_s = wrap_side(side, patch);
@@ -428,15 +466,11 @@ static void handle_shadow_update(const struct request *r)
 	ack.metadata_json = meta_s ? meta_s : (char *)"{}";
 	ack.timestamp_ms = r->now_ms;
 	ack.client_token = (char *)token;
-	queue_pb(pl, dev->id, "shadow/update/accepted", &ack.base);
-
-	if(side == FLEETMQ_SHADOW_DESIRED && dev->conn && fleetmq_presence_connected(&dev->presence)){
-		queue_delta(pl, dev->id, &s, r->now_ms);
-	}
+	queue_pb(pl, r->t->device_id, "shadow/update/accepted", &ack.base);
+	if(side == FLEETMQ_SHADOW_DESIRED) handlers__shadow_push_delta(pl, r->t->device_id, &s, r->now_ms);
 
 cleanup:
 	if(loaded) fleetmq_shadow_clear(&s);
-	fm_free(doc);
 	fm_free(state_s);
 	fm_free(meta_s);
 	cJSON_Delete(meta);
@@ -514,8 +548,18 @@ int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client,
 		case FM_TOPIC_TELEMETRY: handle_telemetry(&r); break;
 		case FM_TOPIC_JOBS_NEXT_GET:
 		case FM_TOPIC_JOB_UPDATE:
+			if(r.is_operator){
+				reject(&r, FLEETMQ_ERR_FORBIDDEN, "only the device itself reports on its jobs; operators use $CONTROL/fleetmq/v1", NULL, 0);
+			}else if(!payload_too_large(&r)){
+				if(t.kind == FM_TOPIC_JOBS_NEXT_GET){
+					job__handle_next_get(pl, t.device_id, topic, payload, payloadlen, r.now_ms);
+				}else{
+					job__handle_update(pl, t.device_id, t.sub_id, topic, payload, payloadlen, r.now_ms);
+				}
+			}
+			break;
 		case FM_TOPIC_ARTIFACT_GET:
-			reject(&r, FLEETMQ_ERR_UNKNOWN_TOPIC, "jobs and artifacts are not served by this plugin version", NULL, 0);
+			reject(&r, FLEETMQ_ERR_UNKNOWN_TOPIC, "artifacts are not served by this plugin version", NULL, 0);
 			break;
 		case FM_TOPIC_OUTPUT:
 			break; /* refused by the ACL before we get here */

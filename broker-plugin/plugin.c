@@ -6,8 +6,9 @@
  * and publish.c. All state lives in one struct fleetmq_plugin passed as
  * callback userdata. Statuses become MOSQ_ERR_* only here.
  *
- * Events used: ACL_CHECK (isolation), MESSAGE (requests), TICK (group
- * commit, presence timers), DISCONNECT (presence). BASIC_AUTH is not used:
+ * Events used: ACL_CHECK (isolation), MESSAGE (device requests), CONTROL
+ * (operator API), TICK (group commit, presence timers, job fan-out,
+ * rollouts, timeouts), DISCONNECT (presence). BASIC_AUTH is not used:
  * a plugin that defers there turns every username login into a refusal
  * when no other authentication is configured (Mosquitto 2.0.11).
  */
@@ -63,7 +64,7 @@ static int cb_acl_check(int event, void *event_data, void *userdata)
 	res = fleetmq_acl_check(pl->cfg.topic_prefix, &who, ed->topic, ed->access, &reason);
 	switch(res){
 		case FM_ACL_DEFER:
-			return MOSQ_ERR_PLUGIN_DEFER;
+			return pl->cfg.other_topics_allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_PLUGIN_DEFER;
 		case FM_ACL_DENY:
 			if(ed->access != FM_ACCESS_READ){
 				mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetmq: denied %s of '%s' to client %s (user %s): %s",
@@ -105,9 +106,20 @@ static int cb_tick(int event, void *event_data, void *userdata)
 
 	pl->last_tick_mono_ms = fleetmq_mono_ms();
 	device__tick(pl, fleetmq_now_ms());
+	job__tick(pl, fleetmq_now_ms());
 	if(pl->out_head || fleetmq_store_in_txn(pl->store)){
 		publish__flush(pl);
 	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int cb_control(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_control *ed = event_data;
+	struct fleetmq_plugin *pl = userdata;
+
+	control__handle(pl, ed->client, ed->topic, ed->payload, ed->payloadlen, ed->properties);
+	publish__maybe_flush(pl);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -127,6 +139,7 @@ static void plugin_free(struct fleetmq_plugin *pl)
 {
 	if(!pl) return;
 	publish__cleanup(pl);
+	job__cleanup(pl);
 	device__cleanup(pl);
 	fleetmq_store_close(pl->store);
 	fleetmq_cfg_free(fleetmq_plugin_config_table, fleetmq_plugin_config_table_len, &pl->cfg);
@@ -199,6 +212,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: refusing to start; see docs/CONFIG.md");
 		goto fail;
 	}
+	pl->cfg.other_topics_allow = pl->cfg.other_topics == 1;
 	pl->limits.max_document_bytes = (size_t)pl->cfg.shadow_max_document_bytes;
 	pl->limits.max_depth = (int)pl->cfg.shadow_max_depth;
 
@@ -214,6 +228,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 				fleetmq_store_last_error(pl->store));
 		goto fail;
 	}
+	if(job__load_all(pl) != FLEETMQ_OK){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: cannot load jobs from %s: %s", pl->cfg.store_path,
+				fleetmq_store_last_error(pl->store));
+		goto fail;
+	}
 	now = fleetmq_now_ms();
 	device__mark_all_offline_at_start(pl, now);
 	pl->last_tick_mono_ms = fleetmq_mono_ms();
@@ -221,7 +240,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	if(mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, cb_acl_check, NULL, pl)
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, cb_message, NULL, pl)
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_TICK, cb_tick, NULL, pl)
-			|| mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, cb_disconnect, NULL, pl)){
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, cb_disconnect, NULL, pl)
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_TOPIC, pl)
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_CREATE_PB_TOPIC, pl)){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: cannot register callbacks");
 		goto fail;
 	}
@@ -237,6 +258,8 @@ fail:
 		mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, cb_message, NULL);
 		mosquitto_callback_unregister(identifier, MOSQ_EVT_TICK, cb_tick, NULL);
 		mosquitto_callback_unregister(identifier, MOSQ_EVT_DISCONNECT, cb_disconnect, NULL);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_TOPIC);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_CREATE_PB_TOPIC);
 	}
 	plugin_free(pl);
 	return MOSQ_ERR_UNKNOWN;
@@ -254,6 +277,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(pl->identifier, MOSQ_EVT_MESSAGE, cb_message, NULL);
 	mosquitto_callback_unregister(pl->identifier, MOSQ_EVT_TICK, cb_tick, NULL);
 	mosquitto_callback_unregister(pl->identifier, MOSQ_EVT_DISCONNECT, cb_disconnect, NULL);
+	mosquitto_callback_unregister(pl->identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_TOPIC);
+	mosquitto_callback_unregister(pl->identifier, MOSQ_EVT_CONTROL, cb_control, FLEETMQ_CONTROL_CREATE_PB_TOPIC);
 	plugin_free(pl);
 	return MOSQ_ERR_SUCCESS;
 }

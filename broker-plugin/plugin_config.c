@@ -12,6 +12,7 @@
 #define OFF(field) offsetof(struct fleetmq_plugin_config, field)
 
 static const char *const sync_choices[] = { "full", "normal", NULL };
+static const char *const other_choices[] = { "defer", "allow", NULL };
 
 const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 	{ "topic_prefix", FM_CFG_STRING, "fleet", 0, 0, NULL, OFF(topic_prefix), 0, NULL,
@@ -40,8 +41,22 @@ const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 		"Usernames with the operator role: may update desired state of any device and read every fleet topic. Authenticate them (password_file, dynamic-security or certificates)." },
 	{ "security.require_username_match", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(require_username_match), 0, NULL,
 		"A device's MQTT username must equal its client id to use fleet topics, so one device cannot pose as another by choosing its client id." },
+	{ "security.other_topics", FM_CFG_ENUM, "defer", 0, 0, other_choices, OFF(other_topics), 0, NULL,
+		"Access to topics outside the fleet prefix. defer: left to the other mechanisms (password_file/acl_file, dynamic-security); note that Mosquitto denies what every mechanism defers. allow: granted, for a broker whose only access control is fleetmq (load fleetmq after any other ACL plugin)." },
 	{ "log.rejections", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(log_rejections), 0, NULL,
 		"Log every rejected request (device, topic, code, reason) at warning level." },
+	{ "control.max_payload_bytes", FM_CFG_INT, "4194304", 1024, 67108864, NULL, OFF(control_max_payload_bytes), 0, "bytes",
+		"Largest operator API request ($CONTROL/fleetmq/v1) the plugin parses; larger ones get a TOO_LARGE error." },
+	{ "jobs.max_in_progress_per_device", FM_CFG_INT, "1", 1, 64, NULL, OFF(jobs_max_in_progress), 0, NULL,
+		"How many job executions one device may run at the same time; the next queued one may start only when fewer are in progress." },
+	{ "jobs.fanout_batch", FM_CFG_INT, "2000", 10, 1000000, NULL, OFF(jobs_fanout_batch), 0, "devices",
+		"Targets resolved per broker loop pass while a new job fans out, so a job for 100k devices never stalls the broker." },
+	{ "jobs.release_batch", FM_CFG_INT, "1000", 1, 1000000, NULL, OFF(jobs_release_batch), 0, "executions",
+		"Executions released (queued and notified) per job per check, on top of the rollout's rate limit." },
+	{ "jobs.check_interval_ms", FM_CFG_INT, "200", 10, 60000, NULL, OFF(jobs_check_interval_ms), 0, "ms",
+		"How often rollouts, in-progress timeouts and retries are processed." },
+	{ "jobs.max_document_bytes", FM_CFG_INT, "65536", 256, 4194304, NULL, OFF(jobs_max_document_bytes), 0, "bytes",
+		"Largest job document (compact JSON)." },
 };
 
 const size_t fleetmq_plugin_config_table_len = sizeof(fleetmq_plugin_config_table) / sizeof(fleetmq_plugin_config_table[0]);

@@ -31,19 +31,32 @@ static void outmsg_free(struct fleetmq_outmsg *m)
 	if(!m) return;
 	fm_free(m->topic);
 	fm_free(m->payload);
+	if(m->props){
+		mosquitto_property *p = m->props;
+		mosquitto_property_free_all(&p);
+	}
 	fm_free(m);
 }
 
 int publish__queue(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos, bool retain)
 {
+	return publish__queue_props(pl, topic, payload, len, qos, retain, NULL);
+}
+
+int publish__queue_props(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos,
+		bool retain, void *props)
+{
 	struct fleetmq_outmsg *m;
 
 	m = fm_calloc(1, sizeof(*m));
 	if(!m || !(m->topic = fm_strdup(topic))){
+		mosquitto_property *p = props;
 		fm_free(m);
 		fm_free(payload);
+		mosquitto_property_free_all(&p);
 		return FLEETMQ_ERR_NOMEM;
 	}
+	m->props = props;
 	m->payload = payload;
 	m->payloadlen = (uint32_t)len;
 	m->qos = (uint8_t)qos;
@@ -87,8 +100,11 @@ void publish__flush(struct fleetmq_plugin *pl)
 		next = m->next;
 		if(committed){
 			/* The broker takes ownership of payload (allocated by mosquitto_malloc via fm_malloc). */
-			mosquitto_broker_publish(NULL, m->topic, (int)m->payloadlen, m->payload, m->qos, m->retain, NULL);
-			m->payload = NULL;
+			if(mosquitto_broker_publish(NULL, m->topic, (int)m->payloadlen, m->payload, m->qos,
+						m->retain, m->props) == MOSQ_ERR_SUCCESS){
+				m->payload = NULL;   /* the broker owns them now */
+				m->props = NULL;
+			}
 		}
 		outmsg_free(m);
 	}
@@ -97,8 +113,10 @@ void publish__flush(struct fleetmq_plugin *pl)
 
 	if(!committed){
 		/* The store is the source of truth: rebuild the cache from it. */
+		job__cleanup(pl);
 		device__cleanup(pl);
 		device__load_all(pl);
+		job__load_all(pl);
 	}
 }
 

@@ -543,8 +543,11 @@ static void cb_disconnect(struct mosquitto *mosq, void *obj, int rc, const mosqu
 	pthread_mutex_unlock(&s->lock);
 	if(rc == 0) return;   /* our own DISCONNECT */
 	if(was){
-		fprintf(stderr, "[%s] connection lost (%s); reconnecting\n", s->o.id,
-				rc == MOSQ_ERR_CONN_LOST ? "connection lost" : mosquitto_reason_string(rc));
+		if(rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_KEEPALIVE){
+			fprintf(stderr, "[%s] connection lost (%s); reconnecting\n", s->o.id, mosquitto_strerror(rc));
+		}else{
+			fprintf(stderr, "[%s] disconnected by the broker (%s); reconnecting\n", s->o.id, mosquitto_reason_string(rc));
+		}
 	}
 }
 
@@ -736,16 +739,8 @@ static int wait_signal(const sigset_t *set, uint64_t timeout_ms)
 	return sig > 0 ? sig : 0;
 }
 
-static int sim_setup(struct sim *s)
+static void sim_configure(struct sim *s)
 {
-	mosquitto_property *props = NULL;
-	int rc;
-
-	s->mosq = mosquitto_new(s->o.id, false, s);   /* clean start false */
-	if(!s->mosq){
-		fprintf(stderr, "[%s] cannot create the MQTT client: %s\n", s->o.id, strerror(errno));
-		return EXIT_FAILURE_RUNTIME;
-	}
 	mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_username_pw_set(s->mosq, s->o.id, NULL);
 	mosquitto_reconnect_delay_set(s->mosq, RECONNECT_MIN_S, RECONNECT_MAX_S, true);
@@ -754,20 +749,55 @@ static int sim_setup(struct sim *s)
 	mosquitto_subscribe_v5_callback_set(s->mosq, cb_subscribe);
 	mosquitto_publish_v5_callback_set(s->mosq, cb_publish);
 	mosquitto_message_v5_callback_set(s->mosq, cb_message);
+}
 
+/*
+ * First connection, then the network thread. libmosquitto's thread only
+ * reconnects once a connection has been made (after a failed first
+ * mosquitto_connect it waits forever), so the first one is retried here,
+ * with the same backoff, until it works or a stop signal arrives.
+ * Returns 0, a signal number, or EXIT_FAILURE_RUNTIME (as a negative number).
+ */
+static int sim_setup(struct sim *s, const sigset_t *set)
+{
+	mosquitto_property *props = NULL;
+	unsigned delay_s = RECONNECT_MIN_S;
+	bool told = false;
+	int rc, sig;
+
+	s->mosq = mosquitto_new(s->o.id, false, s);   /* clean start false */
+	if(!s->mosq){
+		fprintf(stderr, "[%s] cannot create the MQTT client: %s\n", s->o.id, strerror(errno));
+		return -EXIT_FAILURE_RUNTIME;
+	}
+	sim_configure(s);
 	/* libmosquitto keeps these CONNECT properties for every reconnect. */
 	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, SESSION_EXPIRY_S);
-	rc = mosquitto_connect_bind_v5(s->mosq, s->o.host, s->o.port, KEEPALIVE_S, NULL, props);
-	mosquitto_property_free_all(&props);
-	if(rc != MOSQ_ERR_SUCCESS){
-		/* Not fatal: the network thread keeps retrying with backoff. */
-		fprintf(stderr, "[%s] cannot connect to %s:%d yet (%s); retrying\n", s->o.id, s->o.host, s->o.port,
-				rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	for(;;){
+		rc = mosquitto_connect_bind_v5(s->mosq, s->o.host, s->o.port, KEEPALIVE_S, NULL, props);
+		if(rc == MOSQ_ERR_SUCCESS) break;
+		if(rc != MOSQ_ERR_ERRNO && rc != MOSQ_ERR_EAI && rc != MOSQ_ERR_NO_CONN && rc != MOSQ_ERR_CONN_LOST){
+			fprintf(stderr, "[%s] cannot connect to %s:%d: %s\n", s->o.id, s->o.host, s->o.port, mosquitto_strerror(rc));
+			mosquitto_property_free_all(&props);
+			return -EXIT_FAILURE_RUNTIME;
+		}
+		if(!told){
+			fprintf(stderr, "[%s] cannot connect to %s:%d yet (%s); retrying\n", s->o.id, s->o.host, s->o.port,
+					rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+			told = true;
+		}
+		sig = wait_signal(set, (uint64_t)delay_s * 1000u);
+		if(sig){
+			mosquitto_property_free_all(&props);
+			return sig;
+		}
+		delay_s = delay_s * 2 > RECONNECT_MAX_S ? RECONNECT_MAX_S : delay_s * 2;
 	}
+	mosquitto_property_free_all(&props);
 	rc = mosquitto_loop_start(s->mosq);
 	if(rc != MOSQ_ERR_SUCCESS){
 		fprintf(stderr, "[%s] cannot start the network thread: %s\n", s->o.id, mosquitto_strerror(rc));
-		return EXIT_FAILURE_RUNTIME;
+		return -EXIT_FAILURE_RUNTIME;
 	}
 	return 0;
 }
@@ -822,11 +852,19 @@ int main(int argc, char **argv)
 	srand((unsigned)(now_ms() ^ (uint64_t)getpid()));
 	s.temperature_dc = 200 + rand() % 30;
 
-	mosquitto_lib_init();
-	rc = sim_setup(&s);
-	if(rc) goto cleanup;
 	printf("[%s] simulated %s device, reporting every %ld ms to %s:%d\n", s.o.id, s.o.device_type,
 			s.o.interval_ms, s.o.host, s.o.port);
+	mosquitto_lib_init();
+	rc = sim_setup(&s, &set);
+	if(rc < 0){
+		rc = -rc;
+		goto cleanup;
+	}
+	if(rc > 0){
+		printf("[%s] %s received before the first connection; stopping\n", s.o.id, rc == SIGINT ? "SIGINT" : "SIGTERM");
+		rc = 0;
+		goto cleanup;
+	}
 
 	next = mono_ms() + (uint64_t)s.o.interval_ms;
 	for(;;){

@@ -506,7 +506,7 @@ void fm_broker_dump_log(const struct fm_broker *b, int lines)
 			break;
 		}
 	}
-	fprintf(stderr, "----- %s (last %d lines) -----\n%s\n----- end of log -----\n",
+	fprintf(stderr, "\n----- %s (last %d lines) -----\n%s\n----- end of log -----\n",
 			b->log_path, lines, start);
 	free(text);
 }
@@ -578,6 +578,7 @@ struct fm_client {
 	uint64_t seq;
 	int16_t *puback;          /* by mid: -1 = pending / unknown */
 	int16_t *suback;
+	int16_t *unsuback;        /* by mid: 1 once UNSUBACK arrived */
 	int connack;              /* -1 until CONNACK */
 	bool connected;
 	bool disconnected;
@@ -631,6 +632,15 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	struct fm_client *c = obj;
 	pthread_mutex_lock(&c->lock);
 	c->suback[mid & 0xFFFF] = (int16_t)(qos_count > 0 ? granted_qos[0] : 0x80);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_unsubscribe(struct mosquitto *mosq, void *obj, int mid, const mosquitto_property *props)
+{
+	struct fm_client *c = obj;
+	pthread_mutex_lock(&c->lock);
+	c->unsuback[mid & 0xFFFF] = 1;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -689,7 +699,8 @@ struct fm_client *fm_client_new(const char *client_id, const char *username, boo
 	c->id = strdup(client_id);
 	c->puback = malloc(FM_MID_SLOTS * sizeof(int16_t));
 	c->suback = malloc(FM_MID_SLOTS * sizeof(int16_t));
-	if(!c->id || !c->puback || !c->suback) goto fail;
+	c->unsuback = calloc(FM_MID_SLOTS, sizeof(int16_t));
+	if(!c->id || !c->puback || !c->suback || !c->unsuback) goto fail;
 	memset(c->puback, 0xFF, FM_MID_SLOTS * sizeof(int16_t));
 	memset(c->suback, 0xFF, FM_MID_SLOTS * sizeof(int16_t));
 	c->connack = -1;
@@ -708,6 +719,7 @@ struct fm_client *fm_client_new(const char *client_id, const char *username, boo
 	mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
 	mosquitto_publish_v5_callback_set(c->mosq, on_publish);
 	mosquitto_subscribe_v5_callback_set(c->mosq, on_subscribe);
+	mosquitto_unsubscribe_v5_callback_set(c->mosq, on_unsubscribe);
 	mosquitto_message_v5_callback_set(c->mosq, on_message);
 	return c;
 
@@ -715,6 +727,7 @@ fail:
 	free(c->id);
 	free(c->puback);
 	free(c->suback);
+	free(c->unsuback);
 	free(c);
 	return NULL;
 }
@@ -768,6 +781,26 @@ int fm_client_subscribe(struct fm_client *c, const char *filter, int qos, int op
 	rc = c->suback[mid];
 	pthread_mutex_unlock(&c->lock);
 	return rc < 0 ? -1 : rc;
+}
+
+int fm_client_unsubscribe(struct fm_client *c, const char *filter, int timeout_ms)
+{
+	struct timespec dl;
+	int mid = 0, rc;
+
+	rc = mosquitto_unsubscribe_v5(c->mosq, &mid, filter, NULL);
+	if(rc != MOSQ_ERR_SUCCESS){
+		fprintf(stderr, "harness: %s: unsubscribe %s: %s\n", c->id, filter, mosquitto_strerror(rc));
+		return -1;
+	}
+	deadline_ts(&dl, timeout_ms);
+	pthread_mutex_lock(&c->lock);
+	while(!c->unsuback[mid] && !c->disconnected){
+		if(pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT) break;
+	}
+	rc = c->unsuback[mid] ? 0 : -1;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 int fm_client_publish(struct fm_client *c, const char *topic, const void *payload, size_t len,
@@ -927,6 +960,7 @@ void fm_client_destroy(struct fm_client *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c->puback);
 	free(c->suback);
+	free(c->unsuback);
 	free(c->id);
 	free(c);
 }
@@ -1483,6 +1517,19 @@ int fm_json_object_size(const char *text, const char *dotted)
  * run
  * ========================================================================= */
 
+static uint64_t g_test_started_ms;
+
+static void test_setup(void)
+{
+	g_test_started_ms = fm_mono_ms();
+}
+
+static void test_teardown(void)
+{
+	printf(" (%llu ms) ", (unsigned long long)(fm_mono_ms() - g_test_started_ms));
+	fflush(stdout);
+}
+
 int fm_cunit_main(const char *suite, CU_InitializeFunc init, CU_CleanupFunc cleanup,
 		const struct fm_test *tests)
 {
@@ -1491,7 +1538,7 @@ int fm_cunit_main(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 
 	install_reaper();
 	if(CU_initialize_registry() != CUE_SUCCESS) return 2;
-	s = CU_add_suite(suite, init, cleanup);
+	s = CU_add_suite_with_setup_and_teardown(suite, init, cleanup, test_setup, test_teardown);
 	if(!s){
 		CU_cleanup_registry();
 		return 2;

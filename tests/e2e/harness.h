@@ -65,7 +65,7 @@
  *   FM_DEFAULT_YAML "shadow:\n  max_document_bytes: 1048576\n"
  */
 #define FM_YAML_STORE "store:\n  path: @DB@\n"
-#define FM_YAML_SECURITY "security:\n  operator_usernames: [ops]\n"
+#define FM_YAML_SECURITY "security:\n  operator_usernames: [ops]\n  other_topics: allow\n"
 #define FM_YAML_PRESENCE "presence:\n  silence_threshold_ms: 1500\n  check_interval_ms: 100\n"
 #define FM_DEFAULT_YAML FM_YAML_STORE FM_YAML_SECURITY FM_YAML_PRESENCE
 
@@ -162,6 +162,11 @@ int fm_client_connect(struct fm_client *c, int port, int keepalive_s, int timeou
  * Returns the granted QoS (0..2) or the failure reason code (>= 0x80), or -1
  * on timeout. */
 int fm_client_subscribe(struct fm_client *c, const char *filter, int qos, int options, int timeout_ms);
+
+/* Unsubscribe and wait for UNSUBACK. libmosquitto 2.0.11 does not expose
+ * UNSUBACK reason codes, so check the effect (no more messages) instead.
+ * Returns 0, or -1 on error / timeout. */
+int fm_client_unsubscribe(struct fm_client *c, const char *filter, int timeout_ms);
 
 /* Queue a publish. *mid (may be NULL) receives its message id. Returns a
  * MOSQ_ERR_* code. Message ids are never reused within one client in these

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #define PRESENCE_YAML FM_YAML_STORE \
-	"security:\n  operator_usernames: [ops, ops2]\n" \
+	"security:\n  operator_usernames: [ops, ops2]\n  other_topics: allow\n" \
 	FM_YAML_PRESENCE
 
 static struct fm_broker g_broker;

@@ -357,6 +357,44 @@ static void test_acl_device_own_requests_allowed(void)
 	fm_client_destroy(dev);
 }
 
+/* Unsubscribing works for devices, inside and outside fleet/ (Mosquitto
+ * 2.0 ACL-checks UNSUBSCRIBE too). Checked by effect: libmosquitto 2.0.11
+ * does not report UNSUBACK reason codes. */
+static void test_acl_device_unsubscribe_effective(void)
+{
+	const char *id = "sec-unsub";
+	struct fm_client *dev = fm_device_connect(g_broker.port, id);
+	struct fm_client *plain = fm_client_new("sec-plain2", "sec-plain2", true);
+	struct fm_msg *m;
+	size_t len;
+	uint8_t *buf;
+
+	CU_ASSERT_FATAL(dev != NULL && plain != NULL);
+	FM_ASSERT_EQ_FATAL(fm_client_connect(plain, g_broker.port, 60, FM_TIMEOUT_MS), 0);
+	expect_sub_granted(dev, "plain/unsub");
+
+	/* Outside fleet/. */
+	FM_ASSERT_EQ(fm_client_unsubscribe(dev, "plain/unsub", FM_TIMEOUT_MS), 0);
+	fm_client_drain(dev);
+	fm_client_publish_wait(plain, "plain/unsub", "after", 5, 1, false, FM_TIMEOUT_MS);
+	m = fm_client_wait_message(dev, "plain/unsub", FM_QUIET_MS);
+	FM_ASSERT(m == NULL, "still subscribed to plain/unsub after UNSUBSCRIBE (unsubscribe denied?)");
+	fm_msg_free(m);
+
+	/* Its own fleet subtree: no more replies after unsubscribing. */
+	FM_ASSERT_EQ(fm_client_unsubscribe(dev, "fleet/sec-unsub/#", FM_TIMEOUT_MS), 0);
+	fm_client_drain(dev);
+	buf = fm_pb_get_request("after-unsub", &len);
+	fm_client_publish_wait(dev, "fleet/sec-unsub/shadow/get", buf, len, 1, false, FM_TIMEOUT_MS);
+	free(buf);
+	m = fm_client_wait_message(dev, "fleet/sec-unsub/#", FM_QUIET_MS);
+	FM_ASSERT(m == NULL, "still subscribed to fleet/sec-unsub/# after UNSUBSCRIBE: got %s",
+			m ? m->topic : "");
+	fm_msg_free(m);
+	fm_client_destroy(plain);
+	fm_client_destroy(dev);
+}
+
 int main(void)
 {
 	static const struct fm_test tests[] = {
@@ -367,6 +405,7 @@ int main(void)
 		{ "test_acl_operator_allowed", test_acl_operator_allowed },
 		{ "test_acl_device_cannot_publish_responses", test_acl_device_cannot_publish_responses },
 		{ "test_acl_device_own_requests_allowed", test_acl_device_own_requests_allowed },
+		{ "test_acl_device_unsubscribe_effective", test_acl_device_unsubscribe_effective },
 		{ NULL, NULL },
 	};
 	return fm_cunit_main("e2e_security", suite_init, suite_cleanup, tests);
