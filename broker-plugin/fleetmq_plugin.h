@@ -49,6 +49,8 @@ struct fleetmq_plugin_config {
 	long long jobs_release_batch;
 	long long jobs_check_interval_ms;
 	long long jobs_max_document_bytes;
+	char *artifacts_dir;
+	long long artifacts_max_chunk_bytes;
 };
 
 #define FLEETMQ_CONTROL_TOPIC "$CONTROL/fleetmq/v1"
@@ -206,6 +208,12 @@ void job__on_hello(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const 
 /* A device's attributes/groups/type changed or it was registered. */
 void job__on_device_changed(struct fleetmq_plugin *pl, struct fleetmq_device *dev, uint64_t now_ms);
 uint64_t job__pending_count(struct fleetmq_plugin *pl, const char *device_id);
+/* The artifact name of an update job, or NULL (not an update job / unknown). */
+const char *job__artifact_of(struct fleetmq_plugin *pl, const char *job_id);
+
+/* artifact.c */
+void artifact__handle_get(struct fleetmq_plugin *pl, const char *device_id, const char *name, const char *topic,
+		const void *payload, uint32_t len, uint64_t now_ms);
 /* Device requests on <prefix>/<id>/jobs/... */
 void job__handle_next_get(struct fleetmq_plugin *pl, const char *device_id, const char *topic,
 		const void *payload, uint32_t len, uint64_t now_ms);

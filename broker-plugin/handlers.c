@@ -559,7 +559,11 @@ int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client,
 			}
 			break;
 		case FM_TOPIC_ARTIFACT_GET:
-			reject(&r, FLEETMQ_ERR_UNKNOWN_TOPIC, "artifacts are not served by this plugin version", NULL, 0);
+			if(r.is_operator){
+				reject(&r, FLEETMQ_ERR_FORBIDDEN, "artifacts are fetched by devices for their update jobs", NULL, 0);
+			}else if(!payload_too_large(&r)){
+				artifact__handle_get(pl, t.device_id, t.sub_id, topic, payload, payloadlen, r.now_ms);
+			}
 			break;
 		case FM_TOPIC_OUTPUT:
 			break; /* refused by the ACL before we get here */

@@ -1229,6 +1229,14 @@ void job__tick(struct fleetmq_plugin *pl, uint64_t now_ms)
 	}
 }
 
+const char *job__artifact_of(struct fleetmq_plugin *pl, const char *job_id)
+{
+	struct fleetmq_job *j = job_get(pl, job_id);
+
+	if(!j || j->type != 1) return NULL;
+	return json_str(cJSON_GetObjectItemCaseSensitive(j->spec, "document"), "artifact");
+}
+
 /* ---------------------------------------------------------------- device requests */
 
 void job__on_hello(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const char *execution_in_progress,

@@ -57,6 +57,10 @@ const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 		"How often rollouts, in-progress timeouts and retries are processed." },
 	{ "jobs.max_document_bytes", FM_CFG_INT, "65536", 256, 4194304, NULL, OFF(jobs_max_document_bytes), 0, "bytes",
 		"Largest job document (compact JSON)." },
+	{ "artifacts.dir", FM_CFG_STRING, "", 0, 0, NULL, OFF(artifacts_dir), 0, NULL,
+		"Directory of update artifacts served over MQTT: <dir>/<name> is the payload, <dir>/<name>.json its metadata (see `fleetmq artifacts add`). Empty = artifact serving off." },
+	{ "artifacts.max_chunk_bytes", FM_CFG_INT, "65536", 512, 4194304, NULL, OFF(artifacts_max_chunk_bytes), 0, "bytes",
+		"Largest chunk sent for one artifact request; devices on narrow links ask for less." },
 };
 
 const size_t fleetmq_plugin_config_table_len = sizeof(fleetmq_plugin_config_table) / sizeof(fleetmq_plugin_config_table[0]);

@@ -11,8 +11,8 @@
 #   scripts/demo.sh --devices 5    more devices (the last one joins late)
 #   scripts/demo.sh --keep         leave broker and devices running until Ctrl-C
 #
-# Needs: a configured or configurable build (cmake), /usr/sbin/mosquitto
-# (override with MOSQUITTO=...), python3.
+# Installs missing Debian packages first (scripts/setup.sh; skip with
+# FLEETMQ_SKIP_SETUP=1), then builds into build/ (override with BUILD=...).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -183,6 +183,10 @@ mkdir -p "$TMP/state"
 
 # ---------------------------------------------------------------- build
 step "Build the plugin, the CLI and the device simulator"
+if [ "${FLEETMQ_SKIP_SETUP:-0}" != 1 ]; then
+	note "  installing missing Debian packages (scripts/setup.sh)"
+	bash "$ROOT/scripts/setup.sh" >"$TMP/setup.log" 2>&1 || { tail -30 "$TMP/setup.log" >&2; exit 1; }
+fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 	note "  configuring $BUILD"
 	cmake -S "$ROOT" -B "$BUILD" >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log" >&2; exit 1; }

@@ -900,6 +900,13 @@ static void test_exec_retry_if_due_nothing_pending(void)
 
 		CU_ASSERT_FALSE(fleetmq_exec_retry_if_due(&e, UINT64_MAX));
 		CU_ASSERT_TRUE(exec_equal(&e, &before));
+		/* a stray retry_at on a live execution (bad restore) is ignored */
+		if(!fleetmq_exec_is_terminal(all_statuses[i])){
+			e.retry_at_ms = 1;
+			before = e;
+			CU_ASSERT_FALSE(fleetmq_exec_retry_if_due(&e, UINT64_MAX));
+			CU_ASSERT_TRUE(exec_equal(&e, &before));
+		}
 	}
 	CU_ASSERT_FALSE(fleetmq_exec_retry_if_due(NULL, 1));
 }

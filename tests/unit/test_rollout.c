@@ -225,8 +225,12 @@ static void test_rollout_rate_ramp_degenerate_settings(void)
 	/* shrinking ramp bottoms out at 1, never 0 (= unlimited) */
 	p.ramp_factor_pct = 50;
 	CU_ASSERT_EQUAL(fleetmq_rollout_rate(&p, &s), 1);
-	/* uncapped growth saturates at UINT32_MAX without overflow */
+	/* uncapped growth saturates at UINT32_MAX without overflow or truncation */
 	p.ramp_factor_pct = 1000;
+	s.final_by_status[FM_EXEC_SUCCEEDED] = 9;      /* 3e9 fits */
+	CU_ASSERT_EQUAL(fleetmq_rollout_rate(&p, &s), 3000000000u);
+	s.final_by_status[FM_EXEC_SUCCEEDED] = 10;     /* 3e10 does not */
+	CU_ASSERT_EQUAL(fleetmq_rollout_rate(&p, &s), UINT32_MAX);
 	s.final_by_status[FM_EXEC_SUCCEEDED] = UINT64_MAX;
 	CU_ASSERT_EQUAL(fleetmq_rollout_rate(&p, &s), UINT32_MAX);
 	p.max_per_minute = 500;
@@ -311,6 +315,24 @@ static void test_rollout_releasable_bucket_capacity_one_minute(void)
 	s.bucket_millitokens = 0;
 	s.bucket_updated_ms = 0;
 	CU_ASSERT_EQUAL(fleetmq_rollout_releasable(&p, &s, UINT64_MAX, NULL), 10);
+}
+
+/* Refill stops exactly at capacity: a period whose credit would only
+ * partly fit still has to elapse in full. 8/min = 2 millitokens per 15 ms. */
+static void test_rollout_releasable_refill_exact_near_capacity(void)
+{
+	struct fleetmq_rollout_policy p = rpolicy(8, 0, 0, 0, 100);
+	struct fleetmq_rollout_state s;
+
+	start(&s, 1000, 0, true, 0);
+	s.phase = FM_ROLLOUT_MAIN;
+	s.bucket_millitokens = 1;                 /* room 7999: 3999.5 periods */
+	s.bucket_updated_ms = 0;
+	CU_ASSERT_EQUAL(fleetmq_rollout_releasable(&p, &s, 3999 * 15, NULL), 7);
+	CU_ASSERT_EQUAL(s.bucket_millitokens, 7999);
+	CU_ASSERT_EQUAL(s.bucket_updated_ms, 3999 * 15);
+	CU_ASSERT_EQUAL(fleetmq_rollout_releasable(&p, &s, 4000 * 15, NULL), 8);
+	CU_ASSERT_EQUAL(s.bucket_millitokens, 8000);
 }
 
 static void test_rollout_releasable_clock_backwards(void)
@@ -613,6 +635,29 @@ static void test_rollout_should_abort_canary_gate_settings(void)
 	CU_ASSERT_EQUAL(tick(&p, &s, 1), 8);
 }
 
+/* The gate is judged once, in CANARY: tightening the policy after the
+ * rollout moved on does not abort it. */
+static void test_rollout_should_abort_canary_gate_only_in_canary_phase(void)
+{
+	struct fleetmq_rollout_policy p = rpolicy(0, 0, 0, 0, 50);
+	struct fleetmq_rollout_state s;
+	char reason[128] = "";
+
+	start(&s, 10, 2, true, 0);
+	tick(&p, &s, 0);
+	fleetmq_rollout_record_final(&s, FM_EXEC_SUCCEEDED, true);
+	fleetmq_rollout_record_final(&s, FM_EXEC_FAILED, true);
+	CU_ASSERT_EQUAL(tick(&p, &s, 1), 8);
+	CU_ASSERT_EQUAL(tick(&p, &s, 2), 0);
+	CU_ASSERT_EQUAL(s.phase, FM_ROLLOUT_DONE);
+	p.canary_success_pct = 100;
+	CU_ASSERT_FALSE(fleetmq_rollout_should_abort(&p, &s, reason, sizeof(reason)));
+	CU_ASSERT_EQUAL(s.phase, FM_ROLLOUT_DONE);
+	s.phase = FM_ROLLOUT_MAIN;
+	CU_ASSERT_FALSE(fleetmq_rollout_should_abort(&p, &s, reason, sizeof(reason)));
+	CU_ASSERT_EQUAL(s.phase, FM_ROLLOUT_MAIN);
+}
+
 /* ---- should_abort: criteria ---------------------------------------------- */
 
 static void test_rollout_should_abort_threshold_with_min_executed(void)
@@ -735,6 +780,11 @@ static void test_rollout_should_abort_disabled_criteria(void)
 	/* threshold above 100 can never trip */
 	add_abort(&p, FM_FAILURE_FAILED, 101, 1);
 	CU_ASSERT_FALSE(fleetmq_rollout_should_abort(&p, &s, reason, sizeof(reason)));
+	/* n_abort beyond the array with nothing tripping: no read past abort[] */
+	add_abort(&p, FM_FAILURE_REJECTED, 1, 1);
+	p.n_abort = (size_t)-1;
+	CU_ASSERT_FALSE(fleetmq_rollout_should_abort(&p, &s, reason, sizeof(reason)));
+	p.n_abort = 3;
 	/* n_abort beyond the array is clamped: the 4th criterion is used, no overrun */
 	add_abort(&p, FM_FAILURE_ANY, 100, 10);
 	p.n_abort = 1000;
@@ -853,6 +903,7 @@ int main(void)
 	ADD(test_rollout_releasable_rate_limit_ten_per_minute);
 	ADD(test_rollout_releasable_rate_no_drift);
 	ADD(test_rollout_releasable_bucket_capacity_one_minute);
+	ADD(test_rollout_releasable_refill_exact_near_capacity);
 	ADD(test_rollout_releasable_clock_backwards);
 	ADD(test_rollout_releasable_unlimited);
 	ADD(test_rollout_releasable_never_exceeds_remaining);
@@ -867,6 +918,7 @@ int main(void)
 	ADD(test_rollout_should_abort_canary_gate_fail);
 	ADD(test_rollout_should_abort_canary_gate_boundary);
 	ADD(test_rollout_should_abort_canary_gate_settings);
+	ADD(test_rollout_should_abort_canary_gate_only_in_canary_phase);
 	ADD(test_rollout_should_abort_threshold_with_min_executed);
 	ADD(test_rollout_should_abort_threshold_boundary);
 	ADD(test_rollout_should_abort_failure_types);
