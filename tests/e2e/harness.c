@@ -322,10 +322,66 @@ static int status_to_code(int status)
 	return -1;
 }
 
+/* Sanitizer reports written by brokers (an ASan/UBSan plugin build runs in
+ * the stock mosquitto with the runtimes preloaded); counted at cleanup and
+ * turned into a failing exit status by fm_cunit_main(). */
+static int g_sanitizer_reports;
+
+extern char **environ;
+
+#ifdef FLEETMQ_BROKER_PRELOAD
+static char **broker_env(const struct fm_broker *b)
+{
+	static char preload[512], asan[1024], ubsan[1024], lsan[1024];
+	size_t n = 0, i;
+	char **env;
+
+	while(environ[n]) n++;
+	env = calloc(n + 5, sizeof(*env));
+	if(!env) return environ;
+	for(i = 0; i < n; i++) env[i] = environ[i];
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", FLEETMQ_BROKER_PRELOAD);
+	snprintf(asan, sizeof(asan), "ASAN_OPTIONS=log_path=%s/sanitizer:detect_leaks=1", b->dir);
+	snprintf(lsan, sizeof(lsan), "LSAN_OPTIONS=suppressions=%s:print_suppressions=0", FLEETMQ_LSAN_SUPPRESSIONS);
+	snprintf(ubsan, sizeof(ubsan), "UBSAN_OPTIONS=log_path=%s/sanitizer:print_stacktrace=1", b->dir);
+	env[n++] = preload;
+	env[n++] = asan;
+	env[n++] = ubsan;
+	env[n++] = lsan;
+	env[n] = NULL;
+	return env;
+}
+#endif
+
+static void check_sanitizer_reports(const struct fm_broker *b)
+{
+	char cmd[700];
+	FILE *p;
+	char line[512];
+	bool any = false;
+
+	if(!b->dir[0]) return;
+	snprintf(cmd, sizeof(cmd), "cat %s/sanitizer.* 2>/dev/null", b->dir);
+	p = popen(cmd, "r");
+	if(!p) return;
+	while(fgets(line, sizeof(line), p)){
+		if(!any) fprintf(stderr, "\n===== sanitizer report from the broker (%s) =====\n", b->dir);
+		any = true;
+		fputs(line, stderr);
+	}
+	pclose(p);
+	if(any) g_sanitizer_reports++;
+}
+
 static int broker_spawn(struct fm_broker *b)
 {
 	char *const argv[] = { (char *)FLEETMQ_MOSQUITTO_BIN, (char *)"-c", b->conf_path, NULL };
 	pid_t pid;
+#ifdef FLEETMQ_BROKER_PRELOAD
+	char **envp = broker_env(b);
+#else
+	char **envp = environ;
+#endif
 
 	install_reaper();
 	fflush(stdout);
@@ -349,9 +405,10 @@ static int broker_spawn(struct fm_broker *b)
 		if(close_range(3, ~0U, 0) != 0){
 			for(int fd = 3; fd < 4096; fd++) close(fd);
 		}
-		execv(FLEETMQ_MOSQUITTO_BIN, argv);
+		execve(FLEETMQ_MOSQUITTO_BIN, argv, envp);
 		_exit(127);
 	}
+	if(envp != environ) free(envp);
 	b->pid = pid;
 	registry_add(pid);
 	return 0;
@@ -523,6 +580,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 void fm_broker_cleanup(struct fm_broker *b)
 {
 	if(b->pid > 0) fm_broker_stop(b);
+	check_sanitizer_reports(b);
 	if(b->dir[0]){
 		if(getenv("FLEETMQ_E2E_KEEP")){
 			fprintf(stderr, "harness: keeping %s\n", b->dir);
@@ -1556,5 +1614,8 @@ int fm_cunit_main(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 	tests_failed = CU_get_number_of_tests_failed();
 	CU_cleanup_registry();
 	mosquitto_lib_cleanup();
-	return (failures || suites_failed || tests_failed) ? 1 : 0;
+	if(g_sanitizer_reports){
+		fprintf(stderr, "harness: %d broker sanitizer report(s): failing\n", g_sanitizer_reports);
+	}
+	return (failures || suites_failed || tests_failed || g_sanitizer_reports) ? 1 : 0;
 }
