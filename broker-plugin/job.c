@@ -600,6 +600,16 @@ static int load_job_cb(const struct fleetmq_job_rec *rec, void *ud)
 	return 0;
 }
 
+static int canceled_job_cb(const struct fleetmq_job_rec *rec, void *ud)
+{
+	struct fleetmq_plugin *pl = ud;
+	uint64_t counts[FM_EXEC_STATUS_COUNT];
+
+	if(fleetmq_store_exec_counts(pl->store, rec->id, counts) != FLEETMQ_OK) return 0;
+	if(counts[FM_EXEC_PENDING] + counts[FM_EXEC_QUEUED] > 0) load_job_cb(rec, pl);
+	return 0;
+}
+
 int job__load_all(struct fleetmq_plugin *pl)
 {
 	struct fleetmq_job *j, *tmp;
@@ -610,9 +620,15 @@ int job__load_all(struct fleetmq_plugin *pl)
 	pl->next_seq = max_seq + 1;
 	rc = fleetmq_store_job_foreach(pl->store, true, load_job_cb, pl);
 	if(rc) return rc;
+	/* A cancellation interrupted by a crash: canceled jobs that still have
+	 * pending or queued executions resume their cancellation. */
+	rc = fleetmq_store_job_list(pl->store, FM_JOB_CANCELED, 0, 0, canceled_job_cb, pl);
+	if(rc) return rc;
 	HASH_ITER(hh, pl->jobs, j, tmp){
 		if(job_count(pl, j) != FLEETMQ_OK) return FLEETMQ_ERR_INTERNAL;
-		if(j->status == FM_JOB_CANCELED) j->cancel_pending = true;
+		if(j->status == FM_JOB_CANCELED){
+			j->cancel_pending = j->counts[FM_EXEC_PENDING] + j->counts[FM_EXEC_QUEUED] > 0;
+		}
 	}
 	return FLEETMQ_OK;
 }
@@ -1079,6 +1095,9 @@ static void release_step(struct fleetmq_plugin *pl, struct fleetmq_job *j, uint6
 	size_t i;
 
 	if(!job_open(j) || j->cancel_pending) return;
+	/* With a canary set, nothing is released before fan-out has found every
+	 * canary: the gate must judge the whole canary set, not the first few. */
+	if(!j->fanout_done && (j->canary_count || j->canary_pct || j->canary_group[0])) return;
 	sync_rollout(j);
 	n = fleetmq_rollout_releasable(&j->rollout, &j->rs, now_ms, &canary);
 	if(j->rs.phase == FM_ROLLOUT_ABORTED){
