@@ -50,6 +50,15 @@ enum fleetmq_acl_result fleetmq_acl_check(const char *prefix, const struct fleet
 	*reason = NULL;
 	if(!prefix || !who || !topic) return FM_ACL_DEFER;
 
+	/* The operator API: anyone may send a request (the CONTROL handler checks
+	 * the role and answers a clear FORBIDDEN), only operators read replies. */
+	if(!strncmp(topic, FLEETMQ_ACL_CONTROL, sizeof(FLEETMQ_ACL_CONTROL) - 1)
+			&& (topic[sizeof(FLEETMQ_ACL_CONTROL) - 1] == '\0' || topic[sizeof(FLEETMQ_ACL_CONTROL) - 1] == '/')){
+		if(access == FM_ACCESS_WRITE || access == FM_ACCESS_UNSUBSCRIBE || who->is_operator) return FM_ACL_ALLOW;
+		*reason = "operator API replies are for operators";
+		return FM_ACL_DENY;
+	}
+
 	if(access == FM_ACCESS_UNSUBSCRIBE){
 		/* Dropping a subscription is always harmless inside our prefix. */
 		return filter_device_level(prefix, topic, &lvl, &len) ? FM_ACL_ALLOW : FM_ACL_DEFER;

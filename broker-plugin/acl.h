@@ -22,6 +22,10 @@
 
 #include <stdbool.h>
 
+/* Operator API topic tree: requests from anyone (the handler checks the
+ * role), replies readable by operators only. */
+#define FLEETMQ_ACL_CONTROL "$CONTROL/fleetmq/v1"
+
 enum fleetmq_acl_result {
 	FM_ACL_DEFER = 0,
 	FM_ACL_ALLOW = 1,

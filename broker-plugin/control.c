@@ -12,8 +12,8 @@
  *
  * Only clients whose username has the operator role may use it; $CONTROL
  * topics bypass ordinary routing and anyone may publish them, so the role is
- * checked here for every message. Every command is recorded in the audit
- * log with the operator's identity.
+ * checked here for every message. Every state-changing command is recorded
+ * in the audit log with the operator's identity (reads are not).
  *
  * Also served: $CONTROL/fleetmq/v1/jobs/create with a protobuf
  * CreateJobRequest, answered with the same JSON response.
@@ -242,6 +242,10 @@ static int cmd_list_devices(struct fleetmq_plugin *pl, const struct control_ctx 
 	x.group = control__string(cmd, "group");
 	x.after = control__string(cmd, "after");
 	if((rc = control__uint(cmd, "limit", 100, 10000, &x.limit, err, errlen))) return rc;
+	if(x.limit == 0){
+		snprintf(err, errlen, "'limit' must be 1..10000");
+		return FLEETMQ_ERR_BAD_REQUEST;
+	}
 	x.arr = cJSON_AddArrayToObject(data, "devices");
 	rc = fleetmq_store_device_foreach(pl->store, list_devices_cb, &x);
 	if(rc < 0 || (rc != 0 && rc != 1)){
@@ -378,6 +382,10 @@ static int cmd_get_audit_log(struct fleetmq_plugin *pl, const struct control_ctx
 	if((rc = control__uint(cmd, "sinceMs", 0, UINT64_MAX >> 11, &since, err, errlen))) return rc;
 	if((rc = control__uint(cmd, "beforeSeq", 0, UINT64_MAX >> 11, &before, err, errlen))) return rc;
 	if((rc = control__uint(cmd, "limit", 100, 10000, &limit, err, errlen))) return rc;
+	if(limit == 0){
+		snprintf(err, errlen, "'limit' must be 1..10000");
+		return FLEETMQ_ERR_BAD_REQUEST;
+	}
 	x.arr = cJSON_AddArrayToObject(data, "entries");
 	rc = fleetmq_store_audit_query(pl->store, control__string(cmd, "actor"), control__string(cmd, "target"),
 			since, before, (int)limit, audit_cb, &x);
@@ -494,7 +502,14 @@ static void run_command(struct fleetmq_plugin *pl, const struct control_ctx *c, 
 			cJSON_AddStringToObject(detail, "result", rc == FLEETMQ_OK ? "ok" : code_name(rc));
 			if(rc != FLEETMQ_OK) cJSON_AddStringToObject(detail, "error", err);
 		}
-		control__audit(pl, c->now_ms, c->actor, commands[i].name, control__audit_target(cmd), detail);
+		{
+			const char *target = control__audit_target(cmd);
+			const cJSON *d = cJSON_GetObjectItemCaseSensitive(resp, "data");
+			if(!target[0] && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(d, "jobId"))){
+				target = cJSON_GetObjectItemCaseSensitive(d, "jobId")->valuestring;
+			}
+			control__audit(pl, c->now_ms, c->actor, commands[i].name, target, detail);
+		}
 		cJSON_Delete(detail);
 	}
 }
@@ -638,12 +653,18 @@ static void handle_create_pb(struct fleetmq_plugin *pl, struct control_ctx *c, c
 		add_error(r, FLEETMQ_ERR_FORBIDDEN, "not authorised: the operator role is required");
 		goto send;
 	}
-	if(len > (uint64_t)pl->cfg.control_max_payload_bytes
-			|| !(req = fleetmq__v1__create_job_request__unpack(NULL, len, payload))){
+	if(len > (uint64_t)pl->cfg.control_max_payload_bytes){
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddItemToArray(responses, r);
 		cJSON_AddStringToObject(r, "command", "createJob");
-		add_error(r, FLEETMQ_ERR_MALFORMED, "payload is not a fleetmq.v1.CreateJobRequest protobuf message (or too large)");
+		add_error(r, FLEETMQ_ERR_TOO_LARGE, "payload exceeds control.max_payload_bytes");
+		goto send;
+	}
+	if(!(req = fleetmq__v1__create_job_request__unpack(NULL, len, payload))){
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddItemToArray(responses, r);
+		cJSON_AddStringToObject(r, "command", "createJob");
+		add_error(r, FLEETMQ_ERR_MALFORMED, "payload is not a fleetmq.v1.CreateJobRequest protobuf message");
 		goto send;
 	}
 	cmd = job__pb_to_json(req);

@@ -447,10 +447,6 @@ static struct fleetmq_job *job_find(struct fleetmq_plugin *pl, const char *id)
 	return j;
 }
 
-struct count_ctx {
-	struct fleetmq_job *j;
-};
-
 static void count_add(struct fleetmq_job *j, const struct fleetmq_execution *e, bool canary, int delta)
 {
 	unsigned s = (unsigned)e->status;
@@ -464,29 +460,27 @@ static void count_add(struct fleetmq_job *j, const struct fleetmq_execution *e, 
 	}
 }
 
-static int count_cb(const struct fleetmq_exec_rec *rec, void *ud)
-{
-	struct count_ctx *x = ud;
-	count_add(x->j, &rec->e, rec->canary, 1);
-	if(rec->canary && x->j->canary_count) {
-		/* count-based canaries already assigned survive restarts */
-	}
-	return 0;
-}
-
 /* Rebuild counters of j from its executions (one pass over its rows). */
 static int job_count(struct fleetmq_plugin *pl, struct fleetmq_job *j)
 {
-	struct count_ctx x = { j };
-	int rc;
+	uint64_t fin[FM_EXEC_STATUS_COUNT], cfin[FM_EXEC_STATUS_COUNT];
+	int rc, s;
 
-	memset(j->counts, 0, sizeof(j->counts));
 	memset(j->retry_pending, 0, sizeof(j->retry_pending));
-	memset(j->canary_counts, 0, sizeof(j->canary_counts));
 	memset(j->canary_retry, 0, sizeof(j->canary_retry));
-	rc = fleetmq_store_exec_foreach_job(pl->store, j->id, -1, "", 0, count_cb, &x);
-	j->counted = (rc == FLEETMQ_OK);
-	return rc;
+	rc = fleetmq_store_exec_counts(pl->store, j->id, j->counts);
+	if(!rc) rc = fleetmq_store_exec_counts_canary(pl->store, j->id, j->canary_counts);
+	if(!rc) rc = fleetmq_store_exec_counts_final(pl->store, j->id, false, fin);
+	if(!rc) rc = fleetmq_store_exec_counts_final(pl->store, j->id, true, cfin);
+	if(rc) return rc;
+	for(s = 0; s < FM_EXEC_STATUS_COUNT; s++){
+		if(fleetmq_exec_is_terminal((enum fleetmq_exec_status)s)){
+			j->retry_pending[s] = j->counts[s] - fin[s];
+			j->canary_retry[s] = j->canary_counts[s] - cfin[s];
+		}
+	}
+	j->counted = true;
+	return FLEETMQ_OK;
 }
 
 static uint64_t sum(const uint64_t *a)
@@ -544,6 +538,11 @@ static struct fleetmq_job *job_from_rec(struct fleetmq_plugin *pl, const struct 
 	}
 	j->document_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j->spec, "document"));
 	fleetmq_rollout_init(&j->rs, fleetmq_now_ms());
+	if(rec->rollout_json && strstr(rec->rollout_json, "\"cancelForce\":true")) j->cancel_force = true;
+	if(rec->rollout_json && strstr(rec->rollout_json, "\"cancelRemove\":true")) j->cancel_remove = true;
+	if(j->status == FM_JOB_CANCELED && j->status_reason && !strncmp(j->status_reason, "aborted", 7)){
+		j->rs.phase = FM_ROLLOUT_ABORTED;
+	}
 	return j;
 }
 
@@ -579,7 +578,8 @@ static int job_persist(struct fleetmq_plugin *pl, struct fleetmq_job *j)
 	rec.continuous = j->continuous;
 	rec.fanout_done = j->fanout_done;
 	rec.fanout_cursor = "";
-	rec.rollout_json = "{}";
+	rec.rollout_json = j->cancel_force ? (j->cancel_remove ? "{\"cancelForce\":true,\"cancelRemove\":true}" : "{\"cancelForce\":true}")
+			: (j->cancel_remove ? "{\"cancelRemove\":true}" : "{}");
 	rec.created_ms = j->created_ms;
 	rec.updated_ms = j->updated_ms;
 	rec.created_by = j->created_by ? j->created_by : "";
@@ -882,9 +882,13 @@ static int add_target(struct fleetmq_plugin *pl, struct fleetmq_job *j, const ch
 	rec.job_id = j->id;
 	rec.device_id = device_id;
 	rec.seq = pl->next_seq++;
-	if(j->canary_group[0]) rec.canary = canary_group_member;
-	else if(j->canary_count) rec.canary = sum(j->canary_counts) < j->canary_count;
-	else if(j->canary_pct) rec.canary = fnv1a(j->id, device_id) % 100 < j->canary_pct;
+	/* Canaries are chosen while the canary phase is open; a device that joins
+	 * a continuous job later is an ordinary target. */
+	if(j->rs.phase == FM_ROLLOUT_CANARY){
+		if(j->canary_group[0]) rec.canary = canary_group_member;
+		else if(j->canary_count) rec.canary = sum(j->canary_counts) < j->canary_count;
+		else if(j->canary_pct) rec.canary = fnv1a(j->id, device_id) % 100 < j->canary_pct;
+	}
 	fleetmq_exec_init((struct fleetmq_execution *)&rec.e, false, now_ms);
 	rec.step = "";
 	rec.details_json = "{}";
@@ -992,7 +996,13 @@ static int exec_store(struct fleetmq_plugin *pl, struct fleetmq_job *j, const st
 		count_add(j, old, rec->canary, -1);
 		count_add(j, &rec->e, rec->canary, 1);
 	}
-	if(old->status != rec->e.status || old->attempt != rec->e.attempt || (old->retry_at_ms != 0) != (rec->e.retry_at_ms != 0)){
+	/* Audited: every status change a device reports, and the plugin's own
+	 * verdicts (timeouts, retries). Releases and per-execution cancels are
+	 * not: the operator command that caused them is audited once, and a
+	 * 100,000-device job must not write 100,000 audit rows for them. */
+	if((strcmp(actor, "fleetmq") || rec->e.status == FM_EXEC_TIMED_OUT || old->attempt != rec->e.attempt)
+			&& (old->status != rec->e.status || old->attempt != rec->e.attempt
+				|| (old->retry_at_ms != 0) != (rec->e.retry_at_ms != 0))){
 		detail = cJSON_CreateObject();
 		if(detail){
 			cJSON_AddStringToObject(detail, "deviceId", rec->device_id);
@@ -1025,10 +1035,16 @@ static void job_after_change(struct fleetmq_plugin *pl, struct fleetmq_job *j, u
 	reason[0] = '\0';
 	if(fleetmq_rollout_should_abort(&j->rollout, &j->rs, reason, sizeof(reason))){
 		char full[300];
-		snprintf(full, sizeof(full), "aborted: %s", reason);
+		snprintf(full, sizeof(full), "%s%s", strncmp(reason, "abort", 5) ? "aborted: " : "", reason);
+		if(strncmp(full, "aborted", 7)) snprintf(full, sizeof(full), "aborted (%s)", reason);
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "fleetmq: job %s %s", j->id, full);
 		job_cancel_begin(pl, j, full, false, false, now_ms);
-		control__audit(pl, now_ms, "fleetmq", "abortJob", j->id, NULL);
+		{
+			cJSON *d = cJSON_CreateObject();
+			if(d) cJSON_AddStringToObject(d, "reason", full);
+			control__audit(pl, now_ms, "fleetmq", "abortJob", j->id, d);
+			cJSON_Delete(d);
+		}
 		return;
 	}
 }
@@ -1467,6 +1483,19 @@ void job__handle_update(struct fleetmq_plugin *pl, const char *device_id, const 
 			|| rec.e.status == FM_EXEC_PENDING || !(j = job_get(pl, job_id))){
 		snprintf(reason, sizeof(reason), "no execution of job '%s' for this device", job_id);
 		reject(pl, topic, FLEETMQ_ERR_NOT_FOUND, reason, u->client_token, 0);
+		goto cleanup;
+	}
+	/* The job was canceled and the batch has not reached this execution
+	 * yet: cancel it now instead of letting the device start it. */
+	if(j->status == FM_JOB_CANCELED && (rec.e.status == FM_EXEC_QUEUED
+				|| (rec.e.status == FM_EXEC_IN_PROGRESS && j->cancel_force))){
+		old = rec.e;
+		if(fleetmq_exec_cancel(&rec.e, j->cancel_force, j->cancel_remove, now_ms)){
+			exec_store(pl, j, &rec, &old, "fleetmq", now_ms);
+		}
+		snprintf(reason, sizeof(reason), "job '%s' was canceled", job_id);
+		reject(pl, topic, FLEETMQ_ERR_VERSION_CONFLICT, reason, u->client_token, rec.e.version);
+		notify_device(pl, device_id, NULL, 0, false, now_ms);
 		goto cleanup;
 	}
 	/* In-order delivery: a queued execution may start only when it is at the
@@ -1913,7 +1942,10 @@ cJSON *job__pb_to_json(const struct Fleetmq__V1__CreateJobRequest *req)
 	cJSON_AddStringToObject(cmd, "type", job_type_name(req->type));
 	if(req->description[0]) cJSON_AddStringToObject(cmd, "description", req->description);
 	doc = cJSON_Parse(req->document_json[0] ? req->document_json : "{}");
-	if(!cJSON_IsObject(doc)) goto fail;
+	if(!cJSON_IsObject(doc)){
+		cJSON_Delete(doc);   /* valid JSON but not an object (e.g. an array) */
+		goto fail;
+	}
 	cJSON_AddItemToObject(cmd, "document", doc);
 	targets = cJSON_AddObjectToObject(cmd, "targets");
 	if(req->n_target_devices){

@@ -428,6 +428,11 @@ int fleetmq_shadow_apply(struct fleetmq_shadow *s, enum fleetmq_shadow_side side
 				expected_version, s->version);
 		return FLEETMQ_ERR_VERSION_CONFLICT;
 	}
+	/* A version past 2^53 would not load back (fleetmq_shadow_load). */
+	if(s->version >= (uint64_t)SHADOW_MAX_EXACT_INT){
+		set_reason(reason, reason_len, "document version %" PRIu64 " is at its limit (2^53)", s->version);
+		return FLEETMQ_ERR_TOO_LARGE;
+	}
 
 	value_slot = side == FLEETMQ_SHADOW_DESIRED ? &s->desired : &s->reported;
 	meta_slot = side == FLEETMQ_SHADOW_DESIRED ? &s->meta_desired : &s->meta_reported;

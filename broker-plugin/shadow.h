@@ -98,6 +98,8 @@ int fleetmq_json_depth(const cJSON *v);
  *   FLEETMQ_ERR_BAD_REQUEST      patch is an empty object
  *   FLEETMQ_ERR_TOO_DEEP         patch deeper than max_depth
  *   FLEETMQ_ERR_VERSION_CONFLICT expected_version mismatch
+ *   FLEETMQ_ERR_TOO_LARGE        version is already 2^53, the largest a
+ *                                stored document may hold (see load)
  *   FLEETMQ_ERR_TOO_DEEP         resulting side deeper than max_depth (only
  *                                possible if the limit was lowered)
  *   FLEETMQ_ERR_TOO_LARGE        result larger than max_document_bytes

@@ -15,6 +15,7 @@ PKGS=(
   libcjson-dev
   uthash-dev
   python3
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -641,6 +642,7 @@ struct fm_client {
 	bool connected;
 	bool disconnected;
 	int disconnect_rc;
+	unsigned control_seq;     /* correlation data counter (test thread only) */
 };
 
 void fm_msg_free(struct fm_msg *m)
@@ -648,6 +650,7 @@ void fm_msg_free(struct fm_msg *m)
 	if(!m) return;
 	free(m->topic);
 	free(m->payload);
+	free(m->correlation);
 	free(m);
 }
 
@@ -720,6 +723,14 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	m->payloadlen = (size_t)msg->payloadlen;
 	m->qos = msg->qos;
 	m->retain = msg->retain;
+	if(props){
+		void *corr = NULL;
+		uint16_t clen = 0;
+		if(mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &clen, false)){
+			m->correlation = corr;
+			m->correlation_len = clen;
+		}
+	}
 
 	pthread_mutex_lock(&c->lock);
 	m->seq = ++c->seq;
@@ -1199,6 +1210,28 @@ uint8_t *fm_pb_update_request(const char *token, uint64_t expected_version, cons
 	return buf;
 }
 
+uint8_t *fm_pb_job_next_get(const char *token, size_t *len)
+{
+	Fleetmq__V1__JobNextGetRequest r = FLEETMQ__V1__JOB_NEXT_GET_REQUEST__INIT;
+	uint8_t *buf = NULL;
+	r.client_token = (char *)(token ? token : "");
+	FM_PACK(fleetmq__v1__job_next_get_request, &r, len);
+	return buf;
+}
+
+uint8_t *fm_pb_job_update(int status, uint64_t expected_version, int32_t progress, const char *token,
+		size_t *len)
+{
+	Fleetmq__V1__JobExecutionUpdate u = FLEETMQ__V1__JOB_EXECUTION_UPDATE__INIT;
+	uint8_t *buf = NULL;
+	u.status = (Fleetmq__V1__ExecutionStatus)status;
+	u.expected_version = expected_version;
+	u.progress_percent = progress;
+	u.client_token = (char *)(token ? token : "");
+	FM_PACK(fleetmq__v1__job_execution_update, &u, len);
+	return buf;
+}
+
 uint8_t *fm_pb_get_request(const char *token, size_t *len)
 {
 	Fleetmq__V1__ShadowGetRequest r = FLEETMQ__V1__SHADOW_GET_REQUEST__INIT;
@@ -1252,6 +1285,28 @@ Fleetmq__V1__Rejection *fm_pb_rejection(const struct fm_msg *m)
 Fleetmq__V1__Presence *fm_pb_presence(const struct fm_msg *m)
 {
 	return fleetmq__v1__presence__unpack(NULL, m->payloadlen, m->payload);
+}
+
+Fleetmq__V1__JobNotify *fm_pb_job_notify(const struct fm_msg *m)
+{
+	return fleetmq__v1__job_notify__unpack(NULL, m->payloadlen, m->payload);
+}
+
+Fleetmq__V1__JobNextGetAccepted *fm_pb_job_next_accepted(const struct fm_msg *m)
+{
+	return fleetmq__v1__job_next_get_accepted__unpack(NULL, m->payloadlen, m->payload);
+}
+
+Fleetmq__V1__JobExecutionUpdateAccepted *fm_pb_job_update_accepted(const struct fm_msg *m)
+{
+	return fleetmq__v1__job_execution_update_accepted__unpack(NULL, m->payloadlen, m->payload);
+}
+
+const char *fm_exec_status_name(int status)
+{
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+			&fleetmq__v1__execution_status__descriptor, status);
+	return v ? v->name : "?";
 }
 
 const char *fm_error_code_name(int code)
@@ -1507,6 +1562,272 @@ Fleetmq__V1__Presence *fm_wait_presence(struct fm_client *c, const char *device_
 		if(p) fleetmq__v1__presence__free_unpacked(p, NULL);
 		fm_msg_free(m);
 	}
+}
+
+/* =========================================================================
+ * jobs
+ * ========================================================================= */
+
+/* Predicate: a jobs .../accepted or .../rejected reply carrying token ctx. */
+static bool job_reply_has_token(const struct fm_msg *m, void *ctx)
+{
+	const char *token = ctx;
+	bool ok = false;
+	if(ends_with(m->topic, "/rejected")){
+		Fleetmq__V1__Rejection *r = fm_pb_rejection(m);
+		ok = r && strcmp(r->client_token, token) == 0;
+		if(r) fleetmq__v1__rejection__free_unpacked(r, NULL);
+	}else if(ends_with(m->topic, "/next/get/accepted")){
+		Fleetmq__V1__JobNextGetAccepted *a = fm_pb_job_next_accepted(m);
+		ok = a && strcmp(a->client_token, token) == 0;
+		if(a) fleetmq__v1__job_next_get_accepted__free_unpacked(a, NULL);
+	}else if(ends_with(m->topic, "/update/accepted")){
+		Fleetmq__V1__JobExecutionUpdateAccepted *a = fm_pb_job_update_accepted(m);
+		ok = a && strcmp(a->client_token, token) == 0;
+		if(a) fleetmq__v1__job_execution_update_accepted__free_unpacked(a, NULL);
+	}
+	return ok;
+}
+
+Fleetmq__V1__JobNextGetAccepted *fm_job_next_get(struct fm_client *c, const char *device_id,
+		const char *token, int timeout_ms)
+{
+	char topic[256], filter[256];
+	size_t len = 0;
+	uint8_t *buf = fm_pb_job_next_get(token, &len);
+	Fleetmq__V1__JobNextGetAccepted *a = NULL;
+	struct fm_msg *m;
+	int rc;
+
+	if(!buf) return NULL;
+	rc = fm_client_publish_wait(c, fm_topic(topic, sizeof(topic), device_id, "jobs/next/get"), buf, len, 1,
+			false, timeout_ms);
+	free(buf);
+	if(rc < 0 || rc >= 0x80){
+		fprintf(stderr, "harness: %s: jobs/next/get PUBACK %d\n", fm_client_id(c), rc);
+		return NULL;
+	}
+	m = fm_client_wait_match(c, fm_topic(filter, sizeof(filter), device_id, "jobs/next/get/+"),
+			job_reply_has_token, (void *)token, timeout_ms);
+	if(!m){
+		fprintf(stderr, "harness: %s: no jobs/next/get reply for token '%s' within %d ms\n",
+				fm_client_id(c), token, timeout_ms);
+		return NULL;
+	}
+	if(ends_with(m->topic, "/accepted")){
+		a = fm_pb_job_next_accepted(m);
+	}else{
+		Fleetmq__V1__Rejection *r = fm_pb_rejection(m);
+		fprintf(stderr, "harness: %s: jobs/next/get rejected: %s %s\n", fm_client_id(c),
+				r ? fm_error_code_name(r->code) : "?", r ? r->reason : "");
+		if(r) fleetmq__v1__rejection__free_unpacked(r, NULL);
+	}
+	fm_msg_free(m);
+	return a;
+}
+
+void fm_job_update_result_clear(struct fm_job_update_result *r)
+{
+	if(r->accepted) fleetmq__v1__job_execution_update_accepted__free_unpacked(r->accepted, NULL);
+	if(r->rejected) fleetmq__v1__rejection__free_unpacked(r->rejected, NULL);
+	r->accepted = NULL;
+	r->rejected = NULL;
+}
+
+int fm_job_update(struct fm_client *c, const char *device_id, const char *job_id, int status,
+		uint64_t expected_version, int32_t progress, const char *token,
+		struct fm_job_update_result *out, int timeout_ms)
+{
+	char suffix[300], topic[512], filter[512];
+	size_t len = 0;
+	uint8_t *buf;
+	struct fm_msg *m;
+	int rc, result = -1;
+
+	out->accepted = NULL;
+	out->rejected = NULL;
+	buf = fm_pb_job_update(status, expected_version, progress, token, &len);
+	if(!buf) return -1;
+	snprintf(suffix, sizeof(suffix), "jobs/%s/update", job_id);
+	rc = fm_client_publish_wait(c, fm_topic(topic, sizeof(topic), device_id, suffix), buf, len, 1, false,
+			timeout_ms);
+	free(buf);
+	if(rc < 0 || rc >= 0x80){
+		fprintf(stderr, "harness: %s: %s PUBACK %d\n", fm_client_id(c), topic, rc);
+		return -1;
+	}
+	snprintf(suffix, sizeof(suffix), "jobs/%s/update/+", job_id);
+	m = fm_client_wait_match(c, fm_topic(filter, sizeof(filter), device_id, suffix), job_reply_has_token,
+			(void *)token, timeout_ms);
+	if(!m){
+		fprintf(stderr, "harness: %s: no reply on %s for token '%s' within %d ms\n", fm_client_id(c), filter,
+				token, timeout_ms);
+		return -1;
+	}
+	if(ends_with(m->topic, "/accepted")){
+		out->accepted = fm_pb_job_update_accepted(m);
+		if(out->accepted) result = 1;
+	}else{
+		out->rejected = fm_pb_rejection(m);
+		if(out->rejected) result = 0;
+	}
+	fm_msg_free(m);
+	return result;
+}
+
+Fleetmq__V1__JobNotify *fm_wait_job_notify(struct fm_client *c, const char *device_id,
+		fm_notify_pred pred, void *ctx, int timeout_ms)
+{
+	char topic[256];
+	uint64_t deadline = fm_mono_ms() + (uint64_t)timeout_ms;
+	fm_topic(topic, sizeof(topic), device_id, "jobs/notify");
+	for(;;){
+		uint64_t now = fm_mono_ms();
+		struct fm_msg *m;
+		Fleetmq__V1__JobNotify *n;
+		/* A timeout of 0 still looks at what has already arrived. */
+		m = fm_client_wait_message(c, topic, now < deadline ? (int)(deadline - now) : 0);
+		if(!m) return NULL;
+		n = fm_pb_job_notify(m);
+		fm_msg_free(m);
+		if(!n){
+			fprintf(stderr, "harness: %s: undecodable JobNotify\n", fm_client_id(c));
+			continue;
+		}
+		if(!pred || pred(n, ctx)) return n;
+		fleetmq__v1__job_notify__free_unpacked(n, NULL);
+	}
+}
+
+int fm_job_summary_index(Fleetmq__V1__JobExecutionSummary *const *list, size_t n, const char *job_id)
+{
+	for(size_t i = 0; i < n; i++){
+		if(list[i] && list[i]->job_id && strcmp(list[i]->job_id, job_id) == 0) return (int)i;
+	}
+	return -1;
+}
+
+/* =========================================================================
+ * control
+ * ========================================================================= */
+
+char *fm_control_response_topic(const struct fm_client *c, char *buf, size_t size)
+{
+	snprintf(buf, size, "fleetmq-e2e/%s/control-response", c->id);
+	return buf;
+}
+
+struct fm_client *fm_control_connect(int port, const char *name)
+{
+	char topic[256];
+	int rc;
+	struct fm_client *c = fm_client_new(name, name, true);
+	if(!c) return NULL;
+	if(fm_client_connect(c, port, 60, FM_TIMEOUT_MS) != 0){
+		fm_client_destroy(c);
+		return NULL;
+	}
+	rc = fm_client_subscribe(c, fm_control_response_topic(c, topic, sizeof(topic)), 1, 0, FM_TIMEOUT_MS);
+	if(rc < 0 || rc >= 0x80){
+		fprintf(stderr, "harness: control client %s: SUBACK %d for %s\n", name, rc, topic);
+		fm_client_destroy(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct corr_ctx {
+	const char *data;
+	size_t len;
+};
+
+static bool msg_has_correlation(const struct fm_msg *m, void *ctx)
+{
+	const struct corr_ctx *x = ctx;
+	return m->correlation && m->correlation_len == x->len && memcmp(m->correlation, x->data, x->len) == 0;
+}
+
+cJSON *fm_control_request_raw(struct fm_client *c, const char *topic, const void *payload, size_t len,
+		int timeout_ms)
+{
+	char resp_topic[256], corr[64];
+	mosquitto_property *props = NULL;
+	struct corr_ctx cx;
+	struct fm_msg *m;
+	cJSON *root;
+	int rc;
+
+	fm_control_response_topic(c, resp_topic, sizeof(resp_topic));
+	snprintf(corr, sizeof(corr), "e2e-%s-%u", c->id, ++c->control_seq);
+	if(mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, resp_topic) != MOSQ_ERR_SUCCESS
+			|| mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
+				(uint16_t)strlen(corr)) != MOSQ_ERR_SUCCESS){
+		mosquitto_property_free_all(&props);
+		return NULL;
+	}
+	rc = mosquitto_publish_v5(c->mosq, NULL, topic, (int)len, payload, 1, false, props);
+	mosquitto_property_free_all(&props);
+	if(rc != MOSQ_ERR_SUCCESS){
+		fprintf(stderr, "harness: %s: publish %s: %s\n", c->id, topic, mosquitto_strerror(rc));
+		return NULL;
+	}
+	cx.data = corr;
+	cx.len = strlen(corr);
+	m = fm_client_wait_match(c, resp_topic, msg_has_correlation, &cx, timeout_ms);
+	if(!m){
+		fprintf(stderr, "harness: %s: no control response with correlation '%s' within %d ms\n", c->id,
+				corr, timeout_ms);
+		return NULL;
+	}
+	root = cJSON_ParseWithLength((const char *)m->payload, m->payloadlen);
+	if(!root) fprintf(stderr, "harness: %s: control response is not JSON: %.300s\n", c->id, m->payload);
+	fm_msg_free(m);
+	return root;
+}
+
+cJSON *fm_control_request(struct fm_client *c, const char *json, int timeout_ms)
+{
+	return fm_control_request_raw(c, FM_CONTROL_TOPIC, json, strlen(json), timeout_ms);
+}
+
+cJSON *fm_control_command(struct fm_client *c, const char *cmd_json, int timeout_ms)
+{
+	size_t n = strlen(cmd_json) + 32;
+	char *req = malloc(n);
+	cJSON *root, *responses, *first = NULL;
+
+	if(!req) return NULL;
+	snprintf(req, n, "{\"commands\":[%s]}", cmd_json);
+	root = fm_control_request(c, req, timeout_ms);
+	free(req);
+	if(!root) return NULL;
+	responses = cJSON_GetObjectItemCaseSensitive(root, "responses");
+	if(cJSON_IsArray(responses) && cJSON_GetArraySize(responses) >= 1){
+		first = cJSON_DetachItemFromArray(responses, 0);
+	}else{
+		char *text = cJSON_PrintUnformatted(root);
+		fprintf(stderr, "harness: %s: control response without responses[]: %.300s\n", c->id,
+				text ? text : "?");
+		free(text);
+	}
+	cJSON_Delete(root);
+	return first;
+}
+
+cJSON *fm_control_commandf(struct fm_client *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd = NULL;
+	cJSON *r;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&cmd, fmt, ap);
+	va_end(ap);
+	if(n < 0) return NULL;
+	r = fm_control_command(c, cmd, FM_TIMEOUT_MS);
+	free(cmd);
+	return r;
 }
 
 /* =========================================================================

@@ -11,6 +11,8 @@
  *              message queue, PUBACK/SUBACK reason codes
  *   raw      - a hand-rolled MQTT v5 socket client, for abrupt disconnects
  *   device   - fleetmq conveniences: device/operator connect, hello, shadow
+ *   jobs     - device side of job queues: next/get, update, notify
+ *   control  - the operator API ($CONTROL/fleetmq/v1): JSON request/response
  *   pb       - pack requests / unpack responses (build/proto/fleetmq.pb-c.h)
  *   json     - small cJSON helpers for assertions
  *   run      - CUnit main() helper
@@ -144,6 +146,8 @@ struct fm_msg {
 	int qos;
 	bool retain;
 	uint64_t seq;             /* arrival order within its client, from 1 */
+	uint8_t *correlation;     /* MQTT v5 correlation data, NULL if none */
+	size_t correlation_len;
 	struct fm_msg *next;      /* queue link; NULL once returned to the caller */
 };
 void fm_msg_free(struct fm_msg *m);
@@ -289,6 +293,78 @@ Fleetmq__V1__Presence *fm_wait_presence(struct fm_client *c, const char *device_
 		Fleetmq__V1__PresenceState state, bool *retained, int timeout_ms);
 
 /* =========================================================================
+ * jobs - device side of the job queue (fleet/<id>/jobs/...)
+ * ========================================================================= */
+
+/* Publish a JobNextGetRequest to fleet/<id>/jobs/next/get and wait for
+ * next/get/accepted carrying the token. Returns it (caller frees) or NULL on
+ * timeout, rejection (printed) or bad payload. */
+Fleetmq__V1__JobNextGetAccepted *fm_job_next_get(struct fm_client *c, const char *device_id,
+		const char *token, int timeout_ms);
+
+/* Result of a job execution update; exactly one of accepted / rejected is set. */
+struct fm_job_update_result {
+	Fleetmq__V1__JobExecutionUpdateAccepted *accepted;
+	Fleetmq__V1__Rejection *rejected;
+};
+void fm_job_update_result_clear(struct fm_job_update_result *r);
+
+/* Publish a JobExecutionUpdate (status: Fleetmq__V1__ExecutionStatus,
+ * progress -1 = not given) to fleet/<id>/jobs/<job>/update and wait for the
+ * .../update/accepted or .../update/rejected carrying the token. Returns 1
+ * accepted, 0 rejected, -1 on timeout or undecodable reply. */
+int fm_job_update(struct fm_client *c, const char *device_id, const char *job_id, int status,
+		uint64_t expected_version, int32_t progress, const char *token,
+		struct fm_job_update_result *out, int timeout_ms);
+
+/* Predicate on a decoded JobNotify; ctx is the caller's. */
+typedef bool (*fm_notify_pred)(const Fleetmq__V1__JobNotify *n, void *ctx);
+
+/* Wait for a JobNotify on fleet/<id>/jobs/notify for which pred(n, ctx)
+ * holds (pred NULL = any), discarding the notifications before it that do
+ * not. Returns it (caller frees) or NULL on timeout. */
+Fleetmq__V1__JobNotify *fm_wait_job_notify(struct fm_client *c, const char *device_id,
+		fm_notify_pred pred, void *ctx, int timeout_ms);
+
+/* Position of job_id in a JobNotify list (e.g. n->queued, n->n_queued), or -1. */
+int fm_job_summary_index(Fleetmq__V1__JobExecutionSummary *const *list, size_t n, const char *job_id);
+
+/* =========================================================================
+ * control - operator API on $CONTROL/fleetmq/v1
+ * ========================================================================= */
+
+#define FM_CONTROL_TOPIC "$CONTROL/fleetmq/v1"
+#define FM_CONTROL_CREATE_PB_TOPIC "$CONTROL/fleetmq/v1/jobs/create"
+
+/* Connect a control client (client id = username = name, operator or not)
+ * and subscribe to its own response topic fm_control_response_topic(). NULL
+ * on failure (printed). */
+struct fm_client *fm_control_connect(int port, const char *name);
+
+/* "fleetmq-e2e/<client id>/control-response" into buf; returns buf. */
+char *fm_control_response_topic(const struct fm_client *c, char *buf, size_t size);
+
+/* Publish payload (QoS 1) to topic (FM_CONTROL_TOPIC or
+ * FM_CONTROL_CREATE_PB_TOPIC) with the MQTT v5 response topic of c and fresh
+ * correlation data, then wait for the reply on the response topic carrying
+ * the same correlation data. Returns the parsed JSON ({"responses":[...]},
+ * free with cJSON_Delete) or NULL on timeout / invalid JSON (printed). */
+cJSON *fm_control_request_raw(struct fm_client *c, const char *topic, const void *payload, size_t len,
+		int timeout_ms);
+
+/* fm_control_request_raw() of a JSON text to FM_CONTROL_TOPIC. */
+cJSON *fm_control_request(struct fm_client *c, const char *json, int timeout_ms);
+
+/* Send one command (a JSON object text, e.g. {"command":"describeJob",...})
+ * as {"commands":[cmd]} and return responses[0], detached (free with
+ * cJSON_Delete), or NULL on timeout / unexpected shape (printed). */
+cJSON *fm_control_command(struct fm_client *c, const char *cmd_json, int timeout_ms);
+
+/* printf-style fm_control_command() with FM_TIMEOUT_MS. */
+cJSON *fm_control_commandf(struct fm_client *c, const char *fmt, ...)
+		__attribute__((format(printf, 2, 3)));
+
+/* =========================================================================
  * pb - protobuf packing / unpacking. Pack functions return a malloc'd
  * buffer (never NULL on success, even for an empty message) and its length.
  * ========================================================================= */
@@ -299,6 +375,10 @@ uint8_t *fm_pb_update_request(const char *token, uint64_t expected_version, cons
 		const char *desired, size_t *len);
 uint8_t *fm_pb_get_request(const char *token, size_t *len);
 uint8_t *fm_pb_telemetry(uint64_t sequence, const char *metric, double value, size_t *len);
+uint8_t *fm_pb_job_next_get(const char *token, size_t *len);
+/* status: Fleetmq__V1__ExecutionStatus; progress -1 = not given. */
+uint8_t *fm_pb_job_update(int status, uint64_t expected_version, int32_t progress, const char *token,
+		size_t *len);
 
 /* Unpack the payload of m; NULL if it does not decode. */
 Fleetmq__V1__HelloAccepted *fm_pb_hello_accepted(const struct fm_msg *m);
@@ -307,10 +387,15 @@ Fleetmq__V1__ShadowUpdateAccepted *fm_pb_update_accepted(const struct fm_msg *m)
 Fleetmq__V1__ShadowDelta *fm_pb_shadow_delta(const struct fm_msg *m);
 Fleetmq__V1__Rejection *fm_pb_rejection(const struct fm_msg *m);
 Fleetmq__V1__Presence *fm_pb_presence(const struct fm_msg *m);
+Fleetmq__V1__JobNotify *fm_pb_job_notify(const struct fm_msg *m);
+Fleetmq__V1__JobNextGetAccepted *fm_pb_job_next_accepted(const struct fm_msg *m);
+Fleetmq__V1__JobExecutionUpdateAccepted *fm_pb_job_update_accepted(const struct fm_msg *m);
 
 /* Enum value names for failure messages ("VERSION_CONFLICT"). */
 const char *fm_error_code_name(int code);
 const char *fm_presence_state_name(int state);
+/* "EXECUTION_STATUS_QUEUED"... for Fleetmq__V1__ExecutionStatus values. */
+const char *fm_exec_status_name(int status);
 
 /* =========================================================================
  * json - assertions on shadow documents

@@ -1278,6 +1278,29 @@ static void test_shadow_load_large_integers(void)
 	fleetmq_shadow_clear(&s);
 }
 
+/* An update never takes the version past 2^53, where the stored document
+ * would no longer load (found by fuzz_shadow). */
+static void test_shadow_version_limit(void)
+{
+	struct fleetmq_shadow s;
+	const char *max =
+		"{\"version\":9007199254740992,\"updated_ms\":1,\"desired\":{},"
+		"\"reported\":{},\"metadata\":{\"desired\":{},\"reported\":{}}}";
+	char reason[128];
+	char *text;
+
+	shadow_new(&s);
+	CU_ASSERT_EQUAL(load_str(&s, max), FLEETMQ_OK);
+	CU_ASSERT_EQUAL(apply_lim(&s, D, "{\"a\":1}", 0, 100, &DEFAULT_LIMITS, reason, sizeof(reason)),
+			FLEETMQ_ERR_TOO_LARGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reason, "limit"));
+	CU_ASSERT_EQUAL(s.version, 9007199254740992ULL);
+	text = fleetmq_shadow_serialize(&s);
+	CU_ASSERT_STRING_EQUAL(text, max);
+	cJSON_free(text);
+	fleetmq_shadow_clear(&s);
+}
+
 static void test_shadow_load_rejects_malformed(void)
 {
 #define DOC(ver, upd, des, rep, md, mr) \
@@ -1568,6 +1591,7 @@ int main(void)
 		TEST(test_shadow_load_replaces_content),
 		TEST(test_shadow_load_length_and_whitespace),
 		TEST(test_shadow_load_large_integers),
+		TEST(test_shadow_version_limit),
 		TEST(test_shadow_load_rejects_malformed),
 		TEST(test_shadow_apply_nomem_unchanged),
 		TEST(test_shadow_views_nomem),

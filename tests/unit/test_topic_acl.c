@@ -133,6 +133,22 @@ static void test_acl_check_operator(void)
 	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &op, "fleet/d9/presence", FM_ACCESS_WRITE, NULL), FM_ACL_DENY);
 }
 
+static void test_acl_check_control_topics(void)
+{
+	struct fleetmq_acl_subject op = { "console-1", "ops", true, true };
+	struct fleetmq_acl_subject dev = { "d1", "d1", false, true };
+
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/fleetmq/v1", FM_ACCESS_WRITE, NULL), FM_ACL_ALLOW);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/fleetmq/v1/jobs/create", FM_ACCESS_WRITE, NULL), FM_ACL_ALLOW);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/fleetmq/v1/response", FM_ACCESS_SUBSCRIBE, NULL), FM_ACL_DENY);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/fleetmq/v1/response", FM_ACCESS_READ, NULL), FM_ACL_DENY);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &op, "$CONTROL/fleetmq/v1/response", FM_ACCESS_SUBSCRIBE, NULL), FM_ACL_ALLOW);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &op, "$CONTROL/fleetmq/v1/response", FM_ACCESS_READ, NULL), FM_ACL_ALLOW);
+	/* another plugin's control tree is not ours */
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/dynamic-security/v1", FM_ACCESS_WRITE, NULL), FM_ACL_DEFER);
+	CU_ASSERT_EQUAL(fleetmq_acl_check("fleet", &dev, "$CONTROL/fleetmq/v10", FM_ACCESS_WRITE, NULL), FM_ACL_DEFER);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -149,6 +165,7 @@ int main(void)
 	CU_add_test(s, "test_acl_check_defers_outside", test_acl_check_defers_outside);
 	CU_add_test(s, "test_acl_check_username_match_off", test_acl_check_username_match_off);
 	CU_add_test(s, "test_acl_check_operator", test_acl_check_operator);
+	CU_add_test(s, "test_acl_check_control_topics", test_acl_check_control_topics);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failures = CU_get_number_of_tests_failed();
