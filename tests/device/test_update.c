@@ -47,7 +47,8 @@ static int g_case;
 
 static void path_join(char *out, const char *a, const char *b)
 {
-	snprintf(out, PATH_MAX, "%s/%s", a, b);
+	int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
+	CU_ASSERT_FATAL(n > 0 && n < PATH_MAX);
 }
 
 static char *slurp(const char *path)
@@ -101,6 +102,9 @@ struct fixture {
 	char steps[64][32];
 	int n_steps;
 	int last_percent;
+	int finals;                 /* reporter.final calls */
+	enum agent_outcome final_outcome;
+	bool state_at_final;        /* the state file still existed at that moment */
 	/* canceled / clock */
 	bool cancel;
 	uint64_t clock_ms;
@@ -157,6 +161,20 @@ static void fake_progress(void *ctx, const char *job_id, const struct agent_resu
 	if(percent >= 0) f->last_percent = percent;
 	snprintf(point, sizeof(point), "progress:%s", r->step);
 	maybe_crash(f, point);
+}
+
+static void fake_final(void *ctx, const char *job_id, const struct agent_result *r)
+{
+	struct fixture *f = ctx;
+	char path[PATH_MAX];
+	struct stat st;
+
+	(void)job_id;
+	f->finals++;
+	f->final_outcome = r->outcome;
+	path_join(path, f->state, AGENT_UPDATE_STATE_FILE);
+	f->state_at_final = stat(path, &st) == 0;
+	maybe_crash(f, "final");
 }
 
 /* Handler ops: the real A/B handler plus crash / failure injection. */
@@ -261,6 +279,7 @@ static void fx_setup(struct fixture *f)
 	f->env.fetcher.read = fake_read;
 	f->env.fetcher.ctx = f;
 	f->env.reporter.progress = fake_progress;
+	f->env.reporter.final = fake_final;
 	f->env.reporter.ctx = f;
 	f->env.policy = AGENT_POLICY_AUTO;
 	f->env.chunk_bytes = CHUNK_BYTES;
@@ -611,6 +630,10 @@ static void test_update_run_happy_path(void)
 	CU_ASSERT_EQUAL(r.outcome, AGENT_OUT_SUCCEEDED);
 	CU_ASSERT_STRING_EQUAL(agent__result_detail_get(&r, "version"), "1.1.0");
 	assert_updated(&f);
+	/* the final report was made once, while the state still existed */
+	CU_ASSERT_EQUAL(f.finals, 1);
+	CU_ASSERT_EQUAL(f.final_outcome, AGENT_OUT_SUCCEEDED);
+	CU_ASSERT_TRUE(f.state_at_final);
 	CU_ASSERT_EQUAL(f.first_offset, 0);
 	CU_ASSERT_EQUAL(f.reads, (PAYLOAD_BYTES + CHUNK_BYTES - 1) / CHUNK_BYTES);
 	/* steps were reported in order */
@@ -649,8 +672,11 @@ static void expect_rejected(struct fixture *f, const char *doc, const char *fail
 	struct agent_result r;
 
 	f->reads = 0;
+	f->finals = 0;
 	agent__update_run(&f->env, "job-rej", doc, &r);
 	CU_ASSERT_EQUAL(r.outcome, AGENT_OUT_REJECTED);
+	CU_ASSERT_EQUAL(f->finals, 1);
+	CU_ASSERT_EQUAL(f->final_outcome, AGENT_OUT_REJECTED);
 	CU_ASSERT_STRING_EQUAL(r.failure_type, failure_type);
 	CU_ASSERT_PTR_NOT_NULL(agent__result_detail_get(&r, "reason"));
 	CU_ASSERT_EQUAL(f->reads, 0);
@@ -857,7 +883,10 @@ static void crash_then_resume(const char *point, bool health_fail, enum agent_ou
 	if(rc != CRASH_EXIT) fprintf(stderr, "\n  crash point %s: child exited %d\n", point, rc);
 	CU_ASSERT_EQUAL(rc, CRASH_EXIT);
 	f.health_fail = false;
+	f.finals = 0;
 	agent__update_resume(&f.env, &job, &r);
+	CU_ASSERT_EQUAL(f.finals, 1);
+	CU_ASSERT_EQUAL(f.final_outcome, expect);
 	if(r.outcome != expect){
 		fprintf(stderr, "\n  crash point %s: outcome %s, expected %s (%s)\n", point, agent__outcome_name(r.outcome),
 				agent__outcome_name(expect), agent__result_detail_get(&r, "reason") ?: "");
@@ -893,6 +922,10 @@ static void test_update_resume_after_crash_at_every_step(void)
 	/* crash while rolling back a failed health check: roll back again */
 	crash_then_resume("progress:rollback", true, AGENT_OUT_FAILED, false);
 	crash_then_resume("after:rollback", true, AGENT_OUT_FAILED, false);
+	/* crash while the final report is made: the state is still there, the
+	 * restart repeats the last step and the report (a duplicate) */
+	crash_then_resume("final", false, AGENT_OUT_SUCCEEDED, true);
+	crash_then_resume("final", true, AGENT_OUT_FAILED, false);
 }
 
 static void test_update_resume_expected_reboot_continues(void)
@@ -975,6 +1008,7 @@ static void test_update_run_cancel_during_download(void)
 	f.cancel = true;
 	agent__update_run(&f.env, "job-cx", doc, &r);
 	CU_ASSERT_EQUAL(r.outcome, AGENT_OUT_CANCELED);
+	CU_ASSERT_EQUAL(f.finals, 0);
 	assert_unchanged(&f);
 	cJSON_free(doc);
 	fx_teardown(&f);
@@ -992,6 +1026,7 @@ static void test_update_policy_critical_only_defers(void)
 	agent__update_run(&f.env, "job-p", doc, &r);
 	CU_ASSERT_EQUAL(r.outcome, AGENT_OUT_IN_PROGRESS);
 	CU_ASSERT_STRING_EQUAL(r.step, "deferred");
+	CU_ASSERT_EQUAL(f.finals, 0);
 	CU_ASSERT_STRING_EQUAL(f.steps[0], "deferred");
 	CU_ASSERT_EQUAL(f.reads, 0);
 	path_join(path, f.state, AGENT_UPDATE_STATE_FILE);
