@@ -104,6 +104,7 @@ struct opts {
 	bool wait_release;
 	double rate;                /* shadow: open-loop updates/s (0 = closed loop) */
 	int probe_clients;          /* fanout: clients sharing --probe-hz */
+	double after_s;             /* fanout: probe the release phase this long after fan-out */
 };
 
 static struct opts O = {
@@ -112,7 +113,7 @@ static struct opts O = {
 	.size = 64, .metrics = 10, .devices = 0, .connect_window = 64, .keepalive = 60, .timeout_s = 600,
 	.spread = true, .checkpoints = NULL, .batch = 100, .ctl_window = 4, .id_start = 0,
 	.artifact_file = NULL, .artifact_name = "bench-fw.bin", .chunk = 65536, .hold_s = 5.0,
-	.probe_hz = 100.0, .baseline_s = 2.0, .tag = NULL, .wait_release = false, .rate = 0,
+	.probe_hz = 100.0, .baseline_s = 2.0, .tag = NULL, .wait_release = false, .rate = 0, .probe_clients = 10, .after_s = 5.0,
 };
 
 /* =========================================================================
@@ -1677,7 +1678,7 @@ static int scenario_register(void)
 static struct {
 	int n;                      /* probe clients: E.c[first .. first+n-1] */
 	size_t first;
-	struct lat base, during;
+	struct lat base, during, after;
 	struct lat *cur;
 	uint64_t *next_send;        /* per probe client */
 	uint64_t period;            /* per probe client */
@@ -1774,6 +1775,7 @@ static int scenario_fanout(void)
 {
 	char buf[1024];
 	uint64_t t_create, t_ack = 0, t_done = 0, t_rel = 0;
+	double released_at_fanout = 0;
 	long rss_start;
 	bool ok;
 
@@ -1816,27 +1818,33 @@ static int scenario_fanout(void)
 	g_next_poll = now_us();
 	ok = run_until(fo_targets_complete, (double)O.timeout_s);
 	t_done = now_us();
-	PR.cur = NULL;
+	released_at_fanout = FJ.released;
 	if(!ok) note("fanout: targetsComplete not seen before the timeout");
+	/* the rollout keeps releasing (jobs.release_batch per check): probe that too */
+	PR.cur = &PR.after;
 	if(O.wait_release && ok){
-		PR.cur = NULL;
 		if(run_until(fo_released, (double)O.timeout_s)) t_rel = now_us();
+	}else{
+		run_for(O.after_s);
 	}
+	PR.cur = NULL;
 	run_for(0.3);
 	result_head("fanout");
 	printf(" devices=%d targets=%.0f create_ack_ms=%.1f fanout_s=%.3f released_at_fanout=%.0f",
-			O.devices, FJ.targets, (double)(t_ack - t_create) / 1000.0, ok ? (double)(t_done - t_create) / 1e6 : -1, FJ.released);
+			O.devices, FJ.targets, (double)(t_ack - t_create) / 1000.0, ok ? (double)(t_done - t_create) / 1e6 : -1, released_at_fanout);
 	if(t_rel) printf(" release_s=%.3f", (double)(t_rel - t_create) / 1e6);
 	printf(" probe_clients=%d probe_hz=%.0f", PR.n, O.probe_hz);
 	printf(" probe_p50_ms=%.3f probe_p99_ms=%.3f probe_max_ms=%.3f probes=%zu base_p50_ms=%.3f base_p99_ms=%.3f base_max_ms=%.3f"
-			" rss_kib=%ld\n",
+			" release_p50_ms=%.3f release_p99_ms=%.3f release_max_ms=%.3f release_probes=%zu rss_kib=%ld\n",
 			lat_ms(&PR.during, 50), lat_ms(&PR.during, 99), lat_ms(&PR.during, 100), PR.during.n,
-			lat_ms(&PR.base, 50), lat_ms(&PR.base, 99), lat_ms(&PR.base, 100), proc_rss_kib(O.broker_pid));
+			lat_ms(&PR.base, 50), lat_ms(&PR.base, 99), lat_ms(&PR.base, 100),
+			lat_ms(&PR.after, 50), lat_ms(&PR.after, 99), lat_ms(&PR.after, 100), PR.after.n, proc_rss_kib(O.broker_pid));
 	fflush(stdout);
 	disconnect_all(5);
 	engine_free();
 	free(PR.base.v);
 	free(PR.during.v);
+	free(PR.after.v);
 	free(PR.next_send);
 	return ok ? 0 : 1;
 }
@@ -1913,8 +1921,21 @@ static void rc_msg(struct client *c, const struct mosquitto_message *m, const mo
 		RC.t_last_notify = now;
 		lat_add(&RC.lat, now - c->t_start);
 		lat_add(&RC.since_t0, now - RC.t0);
-		lg_disconnect(c);   /* keeps the descriptor count bounded; after the measurement point */
 	}
+}
+
+/* vanilla reference: the same connect + subscribe + hello, done at the
+ * hello's PUBACK (nobody answers a hello there) */
+static void rc_pub(struct client *c, int mid, int reason)
+{
+	uint64_t now = now_us();
+	(void)mid; (void)reason;
+	if(O.plugin || RC.phase != 3 || c->role != R_DEV || c->mark >= 3) return;
+	c->mark = 3;
+	RC.notified++;
+	RC.t_last_notify = now;
+	lat_add(&RC.lat, now - c->t_start);
+	lat_add(&RC.since_t0, now - RC.t0);
 }
 
 static bool rc_registered(void) { return RC.registered + E.n_connect_fail >= (size_t)O.devices && E.n_up <= 1 && E.connecting == 0 && E.cq_len == 0; }
@@ -1947,12 +1968,13 @@ static int scenario_reconnect(void)
 	}
 	ctl_attach(client_init(nd, "lg-reconnect-ops", "ops", R_OPS));
 	memset(&RC, 0, sizeof(RC));
-	E.h = (struct hooks){ .up = rc_up, .sub = rc_sub, .msg = rc_msg, .tick = rc_tick };
+	E.h = (struct hooks){ .up = rc_up, .sub = rc_sub, .msg = rc_msg, .pub = rc_pub, .tick = rc_tick };
 
 	/* operator first */
 	g_count_target = 1;
 	queue_connect(&E.c[nd]);
 	if(!run_until(all_up, 30) || !run_until(rc_ops_ready, 10)) die("reconnect: operator not ready");
+	if(!O.plugin) goto reconnect;   /* vanilla: no registry, no job; only step 3 */
 
 	/* 1. registration */
 	RC.phase = 1;
@@ -1973,6 +1995,7 @@ static int scenario_reconnect(void)
 	run_for(0.5);
 
 	/* 3. everybody back at once */
+reconnect:
 	RC.phase = 3;
 	E.n_connect_fail = 0;
 	for(i = 0; i < nd; i++){
@@ -2255,6 +2278,7 @@ static int report(const char *path)
 		fmt(c1, sizeof(c1), bp, 2);
 		snprintf(cell, sizeof(cell), "idle: %s", c1);
 		row_abs("5. fan-out: p99 QoS 1 round trip during fan-out", "fanout", "probe_p99_ms", NULL, "ms", 2, 50, "<", cell);
+		row_abs("5. rollout release after fan-out: p99 QoS 1 round trip", "fanout", "release_p99_ms", NULL, "ms", 2, 50, "<", cell);
 	}
 	/* memory, offline: one row per checkpoint */
 	for(i = 0; i < (int)NS; i++){
@@ -2364,7 +2388,8 @@ static void usage(FILE *f)
 		"artifact:  --artifact-file F --artifact-name NAME (bench-fw.bin) --chunk B (65536) --window W (4)\n"
 		"reconnect: --devices N (10000)\n"
 		"register:  --devices N --checkpoints a,b,.. --batch B (100) --ctl-window R (4) --id-start K (0)\n"
-		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (10) --baseline S (2) --wait-release\n"
+		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (10) --baseline S (2)\n"
+		"           --after S (5: keep probing the release phase after fan-out) | --wait-release (until all released)\n"
 		"connected: --devices N (10000) --hold S (5)\n");
 }
 
@@ -2378,7 +2403,7 @@ int main(int argc, char **argv)
 		{ "no-spread", 0, 0, 'S' }, { "checkpoints", 1, 0, 'K' }, { "batch", 1, 0, 'b' }, { "ctl-window", 1, 0, 'R' },
 		{ "id-start", 1, 0, 'i' }, { "artifact-file", 1, 0, 'f' }, { "artifact-name", 1, 0, 'N' }, { "chunk", 1, 0, 'z' },
 		{ "hold", 1, 0, 'H' }, { "probe-hz", 1, 0, 'Z' }, { "baseline", 1, 0, 'B' }, { "tag", 1, 0, 'T' },
-		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
 	};
 	const char *sc;
 	int opt, rc;
@@ -2449,6 +2474,7 @@ int main(int argc, char **argv)
 			case 'r': O.wait_release = true; break;
 			case 'a': O.rate = atof(optarg); break;
 			case 'y': O.probe_clients = atoi(optarg); break;
+			case 'A': O.after_s = atof(optarg); break;
 			default: usage(stderr); return 2;
 		}
 	}

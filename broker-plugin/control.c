@@ -568,6 +568,17 @@ static void read_properties(const mosquitto_property *props, struct control_ctx 
 	c->correlation = *corr;
 }
 
+/* May a client without the operator role get its answer on topic t? Not on
+ * a device topic (<prefix> or <prefix>/...) nor on a '$' topic ($SYS,
+ * $CONTROL...): its FORBIDDEN answer would be published there past the ACL. */
+static bool response_topic_ok_for_anyone(const struct fleetmq_plugin *pl, const char *t)
+{
+	size_t plen = strlen(pl->cfg.topic_prefix);
+
+	if(t[0] == '$') return false;
+	return !(strncmp(t, pl->cfg.topic_prefix, plen) == 0 && (t[plen] == '/' || t[plen] == '\0'));
+}
+
 /* Parse a JSON text that must span the whole buffer (trailing white space
  * allowed, nothing else). */
 static cJSON *parse_whole(const void *buf, size_t len)
@@ -697,6 +708,11 @@ int control__handle(struct fleetmq_plugin *pl, const struct mosquitto *client, c
 	c.is_operator = plugin__is_operator(pl, client);
 	c.now_ms = fleetmq_now_ms();
 	read_properties(properties, &c, &resp_topic, &corr);
+	/* Anyone may publish here, and the plugin's publishes bypass the ACL: a
+	 * non-operator's answer never goes to a fleet topic or a '$' topic. */
+	if(!c.is_operator && c.response_topic && !response_topic_ok_for_anyone(pl, c.response_topic)){
+		c.response_topic = NULL;
+	}
 
 	if(!strcmp(topic, FLEETMQ_CONTROL_TOPIC)){
 		handle_json(pl, &c, payload, payloadlen);

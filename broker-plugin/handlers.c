@@ -12,6 +12,7 @@
  * the ACL did not verify, or keep pointers into the broker's message.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -480,8 +481,59 @@ cleanup:
 
 /* ---------------------------------------------------------------- telemetry */
 
+/* Bump allocator for a message that is decoded only to be validated: the
+ * decoded tree lives in a caller's buffer (heap blocks for what does not
+ * fit) and is dropped in one go, so a batch of N metrics costs no 2N+2
+ * malloc/free pairs and no free_unpacked() walk. protobuf-c parses exactly
+ * as with the default allocator. See docs/BENCHMARKS.md (telemetry). */
+struct scratch {
+	unsigned char *buf;
+	size_t cap, used;
+	void *spill;                 /* heap blocks, linked through their first word */
+};
+
+#define SCRATCH_ALIGN sizeof(max_align_t)
+
+static void *scratch_alloc(void *data, size_t size)
+{
+	struct scratch *s = data;
+	size_t need = (size + SCRATCH_ALIGN - 1) & ~(SCRATCH_ALIGN - 1);
+	void **blk;
+
+	if(need >= size && s->cap - s->used >= need){
+		void *p = s->buf + s->used;
+		s->used += need;
+		return p;
+	}
+	if(size > SIZE_MAX - SCRATCH_ALIGN) return NULL;
+	blk = fm_malloc(SCRATCH_ALIGN + size);
+	if(!blk) return NULL;
+	*blk = s->spill;
+	s->spill = blk;
+	return (unsigned char *)blk + SCRATCH_ALIGN;
+}
+
+static void scratch_free(void *data, void *ptr)
+{
+	(void)data;
+	(void)ptr;                   /* everything goes at scratch_release() */
+}
+
+static void scratch_release(struct scratch *s)
+{
+	while(s->spill){
+		void **blk = s->spill;
+		s->spill = *blk;
+		fm_free(blk);
+	}
+	s->used = 0;
+}
+
 static void handle_telemetry(const struct request *r)
 {
+	_Alignas(max_align_t) unsigned char buf[8192];
+	struct scratch s = { buf, sizeof(buf), 0, NULL };
+	ProtobufCAllocator a = { scratch_alloc, scratch_free, &s };
 	Fleetmq__V1__TelemetryBatch *b;
 
 	if(r->is_operator){
@@ -489,12 +541,12 @@ static void handle_telemetry(const struct request *r)
 		return;
 	}
 	if(payload_too_large(r)) return;
-	b = fleetmq__v1__telemetry_batch__unpack(NULL, r->payloadlen, r->payload);
+	b = fleetmq__v1__telemetry_batch__unpack(&a, r->payloadlen, r->payload);
+	scratch_release(&s);         /* the batch is not used beyond validation */
 	if(!b){
 		reject(r, FLEETMQ_ERR_MALFORMED, "payload is not a fleetmq.v1.TelemetryBatch protobuf message", NULL, 0);
 		return;
 	}
-	fleetmq__v1__telemetry_batch__free_unpacked(b, NULL);
 }
 
 /* ---------------------------------------------------------------- dispatch */

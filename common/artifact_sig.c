@@ -182,6 +182,20 @@ int fleetmq_artifact_meta_parse(const cJSON *obj, struct fleetmq_artifact_meta *
 		set_err(err, errlen, "metadata must be a JSON object");
 		return obj ? FLEETMQ_SIG_ERR_METADATA : FLEETMQ_SIG_ERR_ARGS;
 	}
+	/* A repeated member is ambiguous (this parser takes the first, others
+	 * the last) and fleetmq_artifact_sign would replace only the first
+	 * "signature": refuse it. */
+	for(v = obj->child; v; v = v->next){
+		static const char *const fields[] = { "name", "version", "deviceTypes", "hwRevisions", "size",
+			"sha256", "critical", "allowDowngrade", "signature", "keyId" };
+		size_t i;
+		for(i = 0; i < sizeof(fields) / sizeof(fields[0]); i++){
+			if(v->string && !strcmp(v->string, fields[i]) && cJSON_GetObjectItemCaseSensitive(obj, fields[i]) != v){
+				set_err(err, errlen, "'%s' appears more than once", fields[i]);
+				return FLEETMQ_SIG_ERR_METADATA;
+			}
+		}
+	}
 
 	v = cJSON_GetObjectItemCaseSensitive(obj, "name");
 	if(!cJSON_IsString(v) || !name_valid(v->valuestring)){

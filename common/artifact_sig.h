@@ -31,7 +31,8 @@
  *   1-128 bytes each, no ',' or control characters, at most 64 entries;
  *   size an integer 0..2^53; sha256 64 hex digits (either case, normalised
  *   to lower case); critical / allowDowngrade booleans (absent = false);
- *   keyId, when present, 16 hex digits.
+ *   keyId, when present, 16 hex digits. None of these members may appear
+ *   twice.
  *
  * MANIFEST (what is signed)
  *   The signature covers a canonical text built from the metadata, never

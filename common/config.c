@@ -811,8 +811,9 @@ cleanup:
  * ================================================================ */
 
 /* YAML double-quoted string. Escapes what libyaml would not read back
- * verbatim: quotes, backslash, C0/C1 controls, DEL, and the characters
- * YAML treats as line breaks (U+0085, U+2028, U+2029) or BOM (U+FEFF). */
+ * verbatim: quotes, backslash, C0/C1 controls, DEL, the characters
+ * YAML treats as line breaks (U+0085, U+2028, U+2029) or BOM (U+FEFF), and
+ * the non-characters U+FFFE and U+FFFF, which libyaml refuses to read. */
 static void cfg__print_quoted(FILE *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -837,6 +838,10 @@ static void cfg__print_quoted(FILE *out, const char *s)
 			p += 2;
 		}else if(p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf){
 			fputs("\\ufeff", out);
+			p += 2;
+		}else if(p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)){
+			/* U+FFFE, U+FFFF: not printable for libyaml's reader */
+			fprintf(out, "\\uff%02x", p[2] == 0xbe ? 0xfe : 0xff);
 			p += 2;
 		}else{
 			fputc(*p, out);

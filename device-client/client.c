@@ -1040,7 +1040,9 @@ int fleetmq_client_start(struct fleetmq_client *c)
 		pthread_mutex_unlock(&c->mu);
 		return FLEETMQ_CLIENT_ERR_NOMEM;
 	}
+	pthread_mutex_lock(&c->mu);
 	c->threads_started = true;
+	pthread_mutex_unlock(&c->mu);
 	return FLEETMQ_CLIENT_OK;
 }
 

@@ -108,6 +108,8 @@ void artifact__message_locked(struct fleetmq_client *c, const char *rest, const 
 			}
 		}
 		if(w){
+			client__log(c, FLEETMQ_CLIENT_LOG_INFO, "artifact request %s rejected: %s (%s)", r->client_token,
+					fleetmq_client_strerror((int)r->code), r->reason);
 			w->status = r->code ? (int)r->code : FLEETMQ_CLIENT_ERR_PROTOCOL;
 			w->done = true;
 			pthread_cond_broadcast(&c->cond);

@@ -531,7 +531,9 @@ void jobs__message_locked(struct fleetmq_client *c, const char *rest, const uint
 		if(!strcmp(s, "/update/accepted")){
 			Fleetmq__V1__JobExecutionUpdateAccepted *a = fleetmq__v1__job_execution_update_accepted__unpack(NULL, len, p);
 			if(!a) return;
-			if(head && c->outbox_inflight && !strcmp(a->client_token, head->token)){
+			/* the answer to the head, also when it arrives after a reconnect
+			 * (resumed session) and the head was not resent yet */
+			if(head && !strcmp(a->client_token, head->token)){
 				tracked_set(c, head->job_id, a->version, 0);
 				ev = client__event_new(FM_EV_REPORT_RESULT);
 				if(ev){
@@ -554,7 +556,7 @@ void jobs__message_locked(struct fleetmq_client *c, const char *rest, const uint
 		}else{
 			Fleetmq__V1__Rejection *r = fleetmq__v1__rejection__unpack(NULL, len, p);
 			if(!r) return;
-			if(head && c->outbox_inflight && !strcmp(r->client_token, head->token)){
+			if(head && !strcmp(r->client_token, head->token)){
 				c->outbox_inflight = false;
 				if(r->code == FLEETMQ__V1__ERROR_CODE__ERROR_CODE_INTERNAL
 						|| r->code == FLEETMQ__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE){

@@ -257,7 +257,10 @@ typedef void (*fleetmq_client_on_connection)(struct fleetmq_client *c,
  * "delta" member of a full document received at resynchronisation.
  * Return 0 when the delta was applied: the library then persists `version`
  * as the last applied version (sent in the next Hello). Any other value:
- * not applied; the version is not advanced and the next Hello resends it. */
+ * not applied; the version is not advanced and the next Hello resends it.
+ * With on_delta NULL every delta counts as applied. The delta also contains
+ * "features" when the desired feature flags differ from reported ones; the
+ * library applies and reports those itself (see FEATURE FLAGS). */
 typedef int (*fleetmq_client_on_delta)(struct fleetmq_client *c, const char *delta_json,
 		uint64_t version, void *userdata);
 
@@ -351,7 +354,9 @@ struct fleetmq_client_options {
 	/* --- MQTT session --------------------------------------------------- */
 	int keepalive_s;              /* 0 = 60 */
 	uint32_t session_expiry_s;    /* 0 = 7 days */
-	int connect_timeout_ms;       /* 0 = 10000: CONNECT+SUBSCRIBE+Hello must complete within this */
+	int connect_timeout_ms;       /* 0 = 10000: the CONNACK must arrive within it (Paho connectTimeout,
+	                               * rounded up to seconds), then SUBACK + hello/accepted within it
+	                               * again; otherwise the attempt is abandoned and retried */
 
 	/* --- reconnect: delay before attempt n (n = consecutive failures, from 1)
 	 * is a random value in [d/2, d] with d = min(max_ms, min_ms * 2^(n-1))
@@ -390,7 +395,7 @@ struct fleetmq_client_options {
 	fleetmq_client_on_job_cancel on_job_cancel;
 	fleetmq_client_on_job_report_result on_job_report_result;
 	fleetmq_client_on_log on_log;
-	enum fleetmq_client_log_level log_level;   /* 0 = errors only */
+	enum fleetmq_client_log_level log_level;   /* most verbose level passed to on_log / stderr; 0 = errors only */
 	void *userdata;               /* passed to every callback above */
 };
 
@@ -508,7 +513,8 @@ int fleetmq_client_shadow_desired(struct fleetmq_client *c, char **json_out, uin
  * Ask the broker for the full shadow document and wait for it (blocking).
  * *state_json_out: {"desired":{...},"reported":{...}[,"delta":{...}]}, free
  * with fleetmq_client_free(); *version (may be NULL): its version. Also
- * refreshes the desired view (no callbacks are called for it).
+ * refreshes the desired view (on_document / on_delta are not called for it;
+ * on_feature is, if a flag changed). Does not advance the applied version.
  * Returns OK, ERR_DISCONNECTED, ERR_TIMEOUT, ERR_STOPPED, a rejection code,
  * ERR_INVALID, ERR_NOMEM.
  */

@@ -12,12 +12,16 @@
  *           devices say hello and ask for their next job afterwards
  *           | 0x40 three TICKs instead of one (lets rollouts release)
  *   [response topic: 1 length byte + bytes, used when valid UTF-8]
+ * What a non-operator's request queues may go only to
+ * $CONTROL/fleetmq/v1/response or to a topic outside the fleet prefix that
+ * does not start with '$' (the plugin publishes past the ACL).
  *   [correlation data: 1 length byte + bytes]
  *   2 bytes payload length, little endian (truncated to what is left)
  *   payload
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mosquitto_broker.h>
@@ -25,11 +29,26 @@
 #include <mqtt_protocol.h>
 
 #include "fleetmq.pb-c.h"
+#include "fleetmq_plugin.h"
 #include "fuzz_world.h"
 
 #define MAX_RECORDS 8
 #define RESET_EVERY 1000
 #define MAX_NEW_SEQ 200
+
+static void check_non_operator_output(void)
+{
+	struct fleetmq_plugin *pl = fake_broker_plugin();
+	const struct fleetmq_outmsg *m;
+
+	for(m = pl->out_head; m; m = m->next){
+		if(!strcmp(m->topic, FLEETMQ_CONTROL_RESPONSE_TOPIC)) continue;
+		if(m->topic[0] == '$' || !strncmp(m->topic, "fleet/", 6) || !strcmp(m->topic, "fleet")){
+			fprintf(stderr, "fuzz_control: a non-operator request made the plugin publish to '%s'\n", m->topic);
+			abort();
+		}
+	}
+}
 
 static void devices_catch_up(void)
 {
@@ -91,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fake_broker_control(client, (flags & 0x01) ? "$CONTROL/fleetmq/v1/jobs/create" : "$CONTROL/fleetmq/v1",
 				payload, len, props);
 		mosquitto_property_free_all((mosquitto_property **)&props);
+		if(!(flags & 0x02)) check_non_operator_output();
 		fake_broker_tick();
 		if(flags & 0x20){
 			devices_catch_up();

@@ -34,6 +34,7 @@ dict_of() {
     fuzz_control) echo fuzz/dict/fuzz_control.dict ;;
     fuzz_config) echo fuzz/dict/fuzz_config.dict ;;
     fuzz_shadow|fuzz_device_message) echo fuzz/dict/fuzz_shadow.dict ;;
+    fuzz_artifact_meta) echo fuzz/dict/fuzz_artifact_meta.dict ;;
     *) echo "" ;;
   esac
 }
@@ -60,6 +61,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:quarantine_s
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 failed=()
+passed=0
 for t in $TARGETS; do
   mkdir -p "$CORPUS_ROOT/$t" "$WORK/tmp-$t"
   dict=$(dict_of "$t")
@@ -75,6 +77,7 @@ for t in $TARGETS; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     echo "fuzz: $t ok: ${runs:-?} executions, ${cov:-cov: ?}"
+    passed=$((passed + 1))
   else
     echo "fuzz: $t FAILED (log: $log); reproducer(s):" >&2
     ls "$ARTIFACTS/$t-"* 2>/dev/null >&2 || true
@@ -83,8 +86,8 @@ for t in $TARGETS; do
   fi
 done
 
+echo "fuzz: $passed passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+  echo "fuzz: failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzz: all targets passed"

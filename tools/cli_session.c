@@ -8,11 +8,11 @@
  * under the session lock; the command thread waits on a condition variable.
  *
  * The operator API ($CONTROL/fleetmq/v1, JSON) is called with a response
- * topic private to this session, resp/<username>/fleetmq-cli-<random> (the
- * convention of docs/OPERATOR_API.md, so one ACL line per operator covers
- * it), and MQTT v5 correlation data unique per call, so concurrent
- * operators never see each other's answers and a late answer to an earlier
- * call is ignored.
+ * topic private to this session, $CONTROL/fleetmq/v1/response/fleetmq-cli-
+ * <random> (the plugin's ACL lets only operators subscribe under
+ * $CONTROL/fleetmq/v1), and MQTT v5 correlation data unique per call, so
+ * concurrent operators never see each other's answers and a late answer to
+ * an earlier call is ignored.
  *
  * Must never: publish anything but requests, act on a message that is not
  * the awaited answer, or wait past the deadline.
@@ -367,10 +367,9 @@ static int wait_ack(struct cli_session *s, int mid, const char *what, const char
 		serr("fleetmq: not authorised: the broker refused the %s of %s: %s\n", what, topic,
 				mosquitto_reason_string(rc));
 		if(rc == MQTT_RC_NOT_AUTHORIZED){
-			serr("fleetmq: user '%s' needs the operator role (security.operator_usernames) and, unless the plugin\n"
-					"fleetmq: has security.other_topics: allow, broker ACL lines such as\n"
-					"fleetmq:   topic write $CONTROL/fleetmq/v1\n"
-					"fleetmq:   topic readwrite resp/%s/#\n", s->g->username, s->g->username);
+			serr("fleetmq: user '%s' needs the operator role: list it in security.operator_usernames of the\n"
+					"fleetmq: plugin's fleetmq.yaml, or connect as an operator (--username / FLEETMQ_USERNAME)\n",
+					s->g->username);
 		}
 		return CLI_EXIT_REFUSED;
 	}
@@ -402,14 +401,8 @@ int cli_control_call(struct cli_session *s, const cJSON *commands, cJSON **root)
 	*root = NULL;
 	if(!s->resp_subscribed){
 		char *filters[1];
-		/* resp/<username>/<token>, the convention of docs/OPERATOR_API.md
-		 * (an ACL grants "topic readwrite resp/<username>/#") */
 		cli_make_token("fleetmq-cli", token, sizeof(token));
-		if(cli_id_valid(s->g->username) && strlen(s->g->username) <= 64){
-			snprintf(s->resp_topic, sizeof(s->resp_topic), "resp/%s/%s", s->g->username, token);
-		}else{
-			snprintf(s->resp_topic, sizeof(s->resp_topic), "%s%s", CONTROL_RESPONSE_PREFIX, token);
-		}
+		snprintf(s->resp_topic, sizeof(s->resp_topic), "%s%s", CONTROL_RESPONSE_PREFIX, token);
 		filters[0] = s->resp_topic;
 		rc = subscribe_wait(s, filters, 1, 1, 0);
 		if(rc != CLI_EXIT_OK) return rc;
@@ -457,10 +450,10 @@ int cli_control_call(struct cli_session *s, const cJSON *commands, cJSON **root)
 		if(s->lost){
 			report_lost(s);
 		}else{
-			serr("fleetmq: no answer from the operator API within %ld ms (--timeout-ms). Is the fleetmq plugin\n"
-					"fleetmq: loaded in the broker at %s:%d, and may user '%s' publish to $CONTROL/fleetmq/v1 and\n"
-					"fleetmq: read %s (broker ACL; a denied request or response is dropped silently)?\n",
-					s->g->timeout_ms, s->g->host, s->g->port, s->g->username, s->resp_topic);
+			serr("fleetmq: no answer from the operator API within %ld ms (--timeout-ms): is the fleetmq plugin\n"
+					"fleetmq: loaded in the broker at %s:%d? (A request or an answer that the broker's own ACL\n"
+					"fleetmq: denies is dropped silently, too.)\n",
+					s->g->timeout_ms, s->g->host, s->g->port);
 		}
 		rc = CLI_EXIT_UNREACHABLE;
 	}

@@ -659,8 +659,8 @@ int main(int argc, char **argv)
 		if(cmd->max_args == 0) fprintf(stderr, "fleetmq: unexpected argument '%s'\n", a.pos[0]);
 		else fprintf(stderr, "fleetmq: %s%s%s takes %s\n", cmd->noun, cmd->verb ? " " : "", cmd->verb ? cmd->verb : "",
 				cmd->args_usage);
-		fprintf(stderr, "usage: fleetmq %s%s%s %s [options]   (--help for details)\n", cmd->noun, cmd->verb ? " " : "",
-				cmd->verb ? cmd->verb : "", cmd->args_usage);
+		fprintf(stderr, "usage: fleetmq %s%s%s%s%s [options]   (--help for details)\n", cmd->noun, cmd->verb ? " " : "",
+				cmd->verb ? cmd->verb : "", cmd->args_usage[0] ? " " : "", cmd->args_usage);
 		goto done;
 	}
 	rc = cli_globals_resolve(&g, &a);

@@ -302,6 +302,13 @@ static void reporter_progress(void *ctx, const char *job_id, const struct agent_
 	send_report(a, job_id, r, percent);
 }
 
+/* The update executor's final outcome: durable in the outbox before the
+ * executor deletes its state. */
+static void reporter_final(void *ctx, const char *job_id, const struct agent_result *r)
+{
+	send_report(ctx, job_id, r, r->outcome == AGENT_OUT_SUCCEEDED ? 100 : -1);
+}
+
 /* ================================================================
  * executor hooks
  * ================================================================ */
@@ -394,7 +401,7 @@ static void update_done(struct agent *a, const char *job_id, const char *doc, st
 		case AGENT_OUT_SUCCEEDED:
 		case AGENT_OUT_FAILED:
 		case AGENT_OUT_REJECTED:
-			send_report(a, job_id, r, r->outcome == AGENT_OUT_SUCCEEDED ? 100 : -1);
+			/* the job report was made through reporter_final */
 			report_software(a);
 			if(r->outcome == AGENT_OUT_SUCCEEDED) fleetmq_client_resend_hello(a->client);
 			break;
@@ -774,7 +781,7 @@ static int setup(struct agent *a, char *err, size_t errlen)
 	if(fleetmq_sig_keyring_new(&a->keys) != FLEETMQ_SIG_OK) return -1;
 	for(i = 0; i < a->cfg.update_public_keys.count; i++){
 		if(fleetmq_sig_keyring_add_file(a->keys, a->cfg.update_public_keys.items[i], msg, sizeof(msg))){
-			snprintf(err, errlen, "update.public_keys: %s", msg);
+			snprintf(err, errlen, "update.public_keys: %.400s", msg);
 			return -1;
 		}
 	}
@@ -803,6 +810,7 @@ static int setup(struct agent *a, char *err, size_t errlen)
 	a->env.fetcher.read = fetch_chunk;
 	a->env.fetcher.ctx = a;
 	a->env.reporter.progress = reporter_progress;
+	a->env.reporter.final = reporter_final;
 	a->env.reporter.ctx = a;
 	a->env.policy = a->policy;
 	a->env.ask_deadline_ms = (uint64_t)a->cfg.update_ask_deadline_s * 1000u;

@@ -351,9 +351,13 @@ struct agent_fetcher {
 	void *ctx;
 };
 
-/* Progress reports (IN_PROGRESS): step, percent (-1 = none), details. */
+/* Progress reports (IN_PROGRESS): step, percent (-1 = none), details.
+ * final: called exactly once per final outcome (SUCCEEDED, FAILED,
+ * REJECTED) of an update call, BEFORE the persisted state is deleted; it
+ * must make the report durable before returning. Either may be NULL. */
 struct agent_reporter {
 	void (*progress)(void *ctx, const char *job_id, const struct agent_result *r, int percent);
+	void (*final)(void *ctx, const char *job_id, const struct agent_result *r);
 	void *ctx;
 };
 

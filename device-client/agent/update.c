@@ -43,9 +43,11 @@
  *                       second one rolls back.
  *   COMMIT              redo the commit, SUCCEEDED
  *   ROLLBACK            redo the rollback, FAILED with the persisted reason
- * A final outcome deletes the payload and the state file; the agent hands
- * the final status to the library's durable outbox first, so a crash in
- * between only repeats an idempotent step and its report.
+ * A final outcome (SUCCEEDED, FAILED, REJECTED) is handed to
+ * reporter.final - the agent puts the job report into the library's
+ * durable outbox there - and only THEN are the payload and the state file
+ * deleted, so a crash in between only repeats an idempotent step and its
+ * report.
  *
  * Flash wear: per update a handful of state writes plus one per
  * persist_every_chunks chunks; nothing else is persisted.
@@ -81,6 +83,7 @@ struct upd {
 	char failure_type[32];             /* ROLLBACK: why */
 	char failure_reason[256];
 	cJSON *hstate;                     /* handler state (owned) */
+	bool finalized;                    /* reporter.final was called */
 	char state_path[PATH_MAX];
 	char payload_path[PATH_MAX];
 };
@@ -215,6 +218,18 @@ void agent__update_forget(const char *state_dir)
 	agent__unlink_durable(path);
 	snprintf(path, sizeof(path), "%s/" AGENT_UPDATE_STATE_FILE, state_dir);
 	agent__unlink_durable(path);
+}
+
+/* A final outcome: hand it to reporter.final (the agent queues the job
+ * report durably), THEN drop the persisted state. A crash in between
+ * repeats the last (idempotent) step and its report after the restart. */
+static void report_final(struct upd *u, struct agent_result *r);
+
+static void finalize(struct upd *u, struct agent_result *r)
+{
+	report_final(u, r);
+	u->finalized = true;
+	agent__update_forget(u->env->state_dir);
 }
 
 /* Load the persisted state into u (job, document, step...). 0 ok, 1 none, -1 bad. */
@@ -378,7 +393,7 @@ static int policy_gate(struct upd *u, struct agent_result *r)
 	}
 	if(verdict < 0){
 		finish(r, AGENT_OUT_REJECTED, "awaiting-approval", "declined", "the update was declined on the device");
-		if(u->step == UPD_AWAITING) agent__update_forget(u->env->state_dir);
+		if(u->step == UPD_AWAITING) finalize(u, r);
 		return 1;
 	}
 	now = now_ms(u->env);
@@ -389,7 +404,7 @@ static int policy_gate(struct upd *u, struct agent_result *r)
 	if(u->deadline_ms && now >= u->deadline_ms){
 		if(u->env->on_deadline == AGENT_DEADLINE_REJECT){
 			finish(r, AGENT_OUT_REJECTED, "awaiting-approval", "approval-timeout", "no approval before the deadline");
-			agent__update_forget(u->env->state_dir);
+			finalize(u, r);
 			return 1;
 		}
 		agent__result_detail(r, "approval", "deadline passed, installing");
@@ -512,7 +527,7 @@ static int download(struct upd *u, struct agent_result *r)
 	goto out;
 
 fail_forget:
-	agent__update_forget(u->env->state_dir);
+	finalize(u, r);
 out:
 	fm_free(buf);
 	if(fd >= 0) close(fd);
@@ -527,19 +542,19 @@ static int verify(struct upd *u, struct agent_result *r)
 	progress(u, NULL, "verify", -1);
 	if(fleetmq_sha256_file(u->payload_path, hex, &size, err, sizeof(err)) != FLEETMQ_SIG_OK){
 		finish(r, AGENT_OUT_FAILED, "verify", "io", err);
-		agent__update_forget(u->env->state_dir);
+		finalize(u, r);
 		return 1;
 	}
 	if(size != u->meta.size){
 		snprintf(msg, sizeof(msg), "downloaded %" PRIu64 " bytes, the signed metadata says %" PRIu64, size, u->meta.size);
 		finish(r, AGENT_OUT_REJECTED, "verify", "verify", msg);
-		agent__update_forget(u->env->state_dir);
+		finalize(u, r);
 		return 1;
 	}
 	if(strcmp(hex, u->meta.sha256) != 0){
 		snprintf(msg, sizeof(msg), "payload SHA-256 %.16s... does not match the signed %.16s...", hex, u->meta.sha256);
 		finish(r, AGENT_OUT_REJECTED, "verify", "verify", msg);
-		agent__update_forget(u->env->state_dir);
+		finalize(u, r);
 		return 1;
 	}
 	return 0;
@@ -574,7 +589,7 @@ static void rollback(struct upd *u, const char *type, const char *reason, struct
 		finish(r, AGENT_OUT_FAILED, "rollback", u->failure_type, u->failure_reason);
 		agent__result_detail(r, "rolledBack", "true");
 	}
-	agent__update_forget(u->env->state_dir);
+	finalize(u, r);
 }
 
 typedef int (*step_fn)(void *ctx, const char *payload, cJSON *hstate, char *err, size_t errlen);
@@ -629,10 +644,10 @@ static void run_steps(struct upd *u, struct agent_result *r)
 					return;
 				}
 				if(u->step == UPD_COMMIT){
-					agent__update_forget(u->env->state_dir);
 					finish(r, AGENT_OUT_SUCCEEDED, "commit", NULL, NULL);
 					agent__result_detail(r, "version", "%s", u->meta.version);
 					agent__result_detail(r, "result", "installed and committed");
+					finalize(u, r);
 					return;
 				}
 				if(enter(u, u->step == UPD_REBOOT ? UPD_HEALTH : UPD_COMMIT, r) != 0) return;
@@ -648,6 +663,15 @@ crash:
 }
 
 /* ---------------------------------------------------------------- entry points */
+
+/* Pre-check outcomes (nothing persisted) still go through reporter.final. */
+static void report_final(struct upd *u, struct agent_result *r)
+{
+	if(u->finalized || !u->env->reporter.final) return;
+	if(r->outcome != AGENT_OUT_SUCCEEDED && r->outcome != AGENT_OUT_FAILED && r->outcome != AGENT_OUT_REJECTED) return;
+	u->finalized = true;
+	u->env->reporter.final(u->env->reporter.ctx, u->job_id ? u->job_id : "", r);
+}
 
 /* Continue a loaded (persisted) update after a restart. */
 static void continue_persisted(struct upd *u, bool restarted, struct agent_result *r)
@@ -697,6 +721,7 @@ void agent__update_resume(struct agent_update_env *env, char **job_id, struct ag
 	}
 	*job_id = fm_strdup(u.job_id);
 	continue_persisted(&u, true, r);
+	report_final(&u, r);
 	upd_clear(&u);
 }
 
@@ -718,6 +743,7 @@ void agent__update_run(struct agent_update_env *env, const char *job_id, const c
 	rc = load(&old, env->state_dir, err, sizeof(err));
 	if(rc == 0 && !strcmp(old.job_id, job_id)){
 		continue_persisted(&old, false, r);
+		report_final(&old, r);
 		upd_clear(&old);
 		return;
 	}
@@ -726,8 +752,11 @@ void agent__update_run(struct agent_update_env *env, const char *job_id, const c
 		 * device, drop them; later steps were finished at startup */
 		if(old.step <= UPD_VERIFY) agent__update_forget(env->state_dir);
 		else{
-			struct agent_result ignored;
-			continue_persisted(&old, true, &ignored);
+			/* finish the device side; its report goes to the old job */
+			struct agent_result other;
+			agent__result_init(&other);
+			continue_persisted(&old, true, &other);
+			report_final(&old, &other);
 		}
 	}else if(rc < 0){
 		agent__update_forget(env->state_dir);
@@ -765,5 +794,6 @@ void agent__update_run(struct agent_update_env *env, const char *job_id, const c
 	run_steps(&u, r);
 
 cleanup:
+	report_final(&u, r);
 	upd_clear(&u);
 }

@@ -136,6 +136,22 @@ static void dev_init(struct dev *d, const char *id, const char *extra)
 	write_file(d->config_path, yaml, strlen(yaml));
 }
 
+/* Every agent started and not yet reaped, so a test that stops early
+ * (fatal assertion) leaves no process behind: suite_cleanup kills them. */
+static pid_t g_live[64];
+
+static void live_set(pid_t old, pid_t now)
+{
+	size_t i;
+
+	for(i = 0; i < sizeof(g_live) / sizeof(g_live[0]); i++){
+		if(g_live[i] == old){
+			g_live[i] = now;
+			return;
+		}
+	}
+}
+
 static void agent_start(struct dev *d)
 {
 	pid_t pid = fork();
@@ -151,6 +167,7 @@ static void agent_start(struct dev *d)
 		_exit(127);
 	}
 	d->pid = pid;
+	live_set(0, pid);
 }
 
 static void agent_dump_log(const struct dev *d)
@@ -169,6 +186,7 @@ static int agent_stop_sig(struct dev *d, int sig)
 	int status = 0, i;
 
 	if(d->pid <= 0) return -1;
+	live_set(d->pid, 0);
 	kill(d->pid, sig);
 	for(i = 0; i < 200; i++){
 		if(waitpid(d->pid, &status, WNOHANG) == d->pid){
@@ -676,6 +694,92 @@ static void test_agent_update_ask_policy_waits_for_approval(void)
 	free(doc);
 }
 
+static void test_agent_update_kill9_before_commit_rolls_back(void)
+{
+	struct dev d;
+	uint8_t *payload = make_payload(6000, 7);
+	char *doc = publish_artifact("fw-hang.bin", "1.5.0", payload, 6000, "[\"sensor-v2\"]", g_key1, false);
+	char path[700], marker[400], extra[1200];
+	uint64_t deadline;
+	bool switched = false;
+	cJSON *r;
+
+	/* the health check hangs (and leaves a marker) the first time only */
+	snprintf(marker, sizeof(marker), "%s/agent-hang/health-ran", g_root);
+	snprintf(extra, sizeof(extra), "update.health_check: \"if [ -f %s ]; then exit 0; fi; echo $$ > %s; exec sleep 60\"\n",
+			marker, marker);
+	dev_init(&d, "agent-hang", extra);
+	agent_start(&d);
+	create_job("upd-hang", "update", doc, d.id);
+	deadline = fm_mono_ms() + JOB_TIMEOUT_MS;
+	while(fm_mono_ms() < deadline && !switched){
+		char *pid = read_text(marker);
+		switched = pid && strchr(pid, '\n');
+		free(pid);
+		fm_sleep_ms(20);
+	}
+	FM_ASSERT_FATAL(switched, "the health check never ran");
+	assert_slot(&d, "b", "1.5.0");          /* switched on, not committed */
+	agent_stop_sig(&d, SIGKILL);
+	{
+		/* kill -9 leaves the hanging check behind (systemd would kill the cgroup) */
+		char *pid = read_text(marker);
+		if(pid && atoi(pid) > 1) kill((pid_t)atoi(pid), SIGKILL);
+		free(pid);
+	}
+	/* the restart rolls back: never run uncommitted software after a crash */
+	agent_start(&d);
+	r = expect_exec(&d, "upd-hang", "FAILED", JOB_TIMEOUT_MS);
+	FM_ASSERT(!strcmp(jstr(r, "data.execution.statusDetails.failure_type"), "restart"), "details: %s", show(r));
+	cJSON_Delete(r);
+	assert_slot(&d, "a", "1.0.0");
+	snprintf(path, sizeof(path), "%s/update-state.json", d.state);
+	FM_ASSERT(access(path, F_OK) != 0, "update state left behind");
+	FM_ASSERT(wait_reported_str(d.id, "software.firmware", "1.0.0", 5000), "version changed");
+	agent_stop(&d);
+	free(payload);
+	free(doc);
+}
+
+static void test_agent_update_deferred_until_policy_changes(void)
+{
+	struct dev d;
+	uint8_t *payload = make_payload(7000, 8);
+	char *doc = publish_artifact("fw-minor.bin", "1.6.0", payload, 7000, "[\"sensor-v2\"]", g_key2, false);
+	struct fm_update_result res = { 0 };
+	cJSON *r;
+
+	dev_init(&d, "agent-defer", "update.policy: critical-only\n");
+	agent_start(&d);
+	create_job("upd-defer", "update", doc, d.id);
+	r = wait_exec("upd-defer", d.id, "IN_PROGRESS", "deferred", JOB_TIMEOUT_MS);
+	FM_ASSERT(!strcmp(jstr(r, "data.execution.step"), "deferred"), "not deferred: %s", show(r));
+	cJSON_Delete(r);
+	fm_sleep_ms(1000);
+	assert_slot(&d, "a", "1.0.0");
+	/* the operator changes the policy through the shadow; desired features too */
+	FM_ASSERT(fm_shadow_update(g_ops, d.id, "ops2-policy", 0, NULL,
+			"{\"update_policy\":\"auto\",\"features\":{\"night-mode\":false}}", &res, FM_TIMEOUT_MS) == 1,
+			"desired update refused");
+	fm_update_result_clear(&res);
+	r = expect_exec(&d, "upd-defer", "SUCCEEDED", JOB_TIMEOUT_MS);
+	cJSON_Delete(r);
+	assert_slot(&d, "b", "1.6.0");
+	FM_ASSERT(wait_reported_str(d.id, "update_policy", "auto", 5000), "policy not reported");
+	FM_ASSERT(wait_reported_bool(d.id, "features.night-mode", false, 5000), "desired feature not reported");
+	/* the runtime policy survives a restart */
+	agent_stop(&d);
+	{
+		char path[700], *text;
+		snprintf(path, sizeof(path), "%s/policy.json", d.state);
+		text = read_text(path);
+		FM_ASSERT(text && strstr(text, "\"auto\""), "policy.json: %s", text ? text : "(missing)");
+		free(text);
+	}
+	free(payload);
+	free(doc);
+}
+
 static void test_agent_telemetry_published(void)
 {
 	struct dev d;
@@ -760,6 +864,14 @@ static int suite_init(void)
 
 static int suite_cleanup(void)
 {
+	size_t i;
+
+	for(i = 0; i < sizeof(g_live) / sizeof(g_live[0]); i++){
+		if(g_live[i] > 0){
+			kill(g_live[i], SIGKILL);
+			waitpid(g_live[i], NULL, 0);
+		}
+	}
 	fm_client_destroy(g_ctl);
 	fm_client_destroy(g_ops);
 	if(getenv("FLEETMQ_KEEP_TMP")){
@@ -785,7 +897,9 @@ int main(void)
 		{ "test_agent_update_rejections_leave_device_unchanged", test_agent_update_rejections_leave_device_unchanged },
 		{ "test_agent_update_failed_health_check_rolls_back", test_agent_update_failed_health_check_rolls_back },
 		{ "test_agent_update_kill9_during_download_resumes", test_agent_update_kill9_during_download_resumes },
+		{ "test_agent_update_kill9_before_commit_rolls_back", test_agent_update_kill9_before_commit_rolls_back },
 		{ "test_agent_update_ask_policy_waits_for_approval", test_agent_update_ask_policy_waits_for_approval },
+		{ "test_agent_update_deferred_until_policy_changes", test_agent_update_deferred_until_policy_changes },
 		{ "test_agent_telemetry_published", test_agent_telemetry_published },
 		{ NULL, NULL },
 	};

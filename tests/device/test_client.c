@@ -45,7 +45,9 @@ static int suite_init(void)
 	o.yaml = suite_yaml();
 	if(fm_broker_start(&g_broker, &o) != 0) return 1;
 	snprintf(dir, sizeof(dir), "%s/artifacts", g_broker.dir);
-	mkdir(dir, 0700);
+	/* mosquitto drops to its own user when started as root: world-readable */
+	mkdir(dir, 0755);
+	chmod(dir, 0755);
 	return 0;
 }
 
@@ -239,6 +241,9 @@ static int dut_new(struct dut *d, const char *id, const struct fleetmq_client_op
 	if(custom) o = *custom;
 	dut_options(d, &o);
 	if(custom && custom->telemetry_buffer_messages) o.telemetry_buffer_messages = custom->telemetry_buffer_messages;
+	if(custom && custom->telemetry_interval_ms) o.telemetry_interval_ms = custom->telemetry_interval_ms;
+	if(custom && custom->reconnect_min_ms) o.reconnect_min_ms = custom->reconnect_min_ms;
+	if(custom && custom->reconnect_max_ms) o.reconnect_max_ms = custom->reconnect_max_ms;
 	return fleetmq_client_new(&d->c, &o);
 }
 
@@ -387,6 +392,13 @@ static bool wait_exec_status(struct fm_client *ops, const char *job, const char 
 
 /* ---------------------------------------------------------------- tests */
 
+static void quiet_log(enum fleetmq_client_log_level level, const char *message, void *ud)
+{
+	(void)level;
+	(void)message;
+	(void)ud;
+}
+
 static void test_client_args_invalid(void)
 {
 	struct fleetmq_client_options o = FLEETMQ_CLIENT_OPTIONS_INITIALIZER;
@@ -395,10 +407,9 @@ static void test_client_args_invalid(void)
 	struct dut d;
 
 	o.log_level = FLEETMQ_CLIENT_LOG_ERROR;
-	o.on_log = NULL;
+	o.on_log = quiet_log;
 	FM_ASSERT_EQ(fleetmq_client_new(NULL, &o), FLEETMQ_CLIENT_ERR_INVALID);
 	o.device_id = "bad/id";
-	o.log_level = -1;   /* silence */
 	FM_ASSERT_EQ(fleetmq_client_new(&c, &o), FLEETMQ_CLIENT_ERR_CONFIG);
 	FM_ASSERT(c == NULL, "out must be NULL on failure");
 	o.device_id = "ok";
@@ -590,12 +601,60 @@ done:
 	fm_client_destroy(ops);
 }
 
+/* A device without local state gets the full document (SHADOW_SYNC_FULL);
+ * a device ahead of a broker without a shadow falls back to version 0. */
+static void test_client_shadow_full_sync(void)
+{
+	struct fm_client *ops = ops_connect("cl-full");
+	struct fm_update_result ur = {0};
+	char buf[64], p[400];
+	uint64_t v = 99;
+	struct dut d, e;
+	FILE *f;
+	int i;
+
+	FM_ASSERT_FATAL(ops != NULL, "operator connect");
+	/* desired state exists before the device ever connects */
+	FM_ASSERT_EQ(fm_shadow_update(ops, "cl-full", "pre1", 0, NULL, "{\"mode\":\"eco\"}", &ur, FM_TIMEOUT_MS), 1);
+	fm_update_result_clear(&ur);
+	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-full", NULL), FLEETMQ_CLIENT_OK);
+	if(dut_start(&d)){
+		FM_ASSERT_EQ(rec_wait(&d.rec, &d.rec.documents, 1, FM_TIMEOUT_MS), 1);
+		FM_ASSERT_EQ(rec_wait(&d.rec, &d.rec.deltas, 1, FM_TIMEOUT_MS), 1);
+		pthread_mutex_lock(&d.rec.mu);
+		FM_ASSERT_STR_EQ(fm_json_string(d.rec.last_delta, "mode", buf, sizeof(buf)), "eco");
+		FM_ASSERT_EQ(d.rec.last_delta_version, 1);
+		pthread_mutex_unlock(&d.rec.mu);
+		for(i = 0; i < 100 && read_version_file(d.state_dir) != 1; i++) fm_sleep_ms(10);
+		FM_ASSERT_EQ(read_version_file(d.state_dir), 1);
+	}
+	dut_free(&d);
+
+	/* state says version 7, the broker has no shadow for this id */
+	FM_ASSERT_EQ_FATAL(dut_new(&e, "cl-fresh", NULL), FLEETMQ_CLIENT_OK);
+	fleetmq_client_destroy(e.c);
+	e.c = NULL;
+	snprintf(p, sizeof(p), "%s/shadow_version", e.state_dir);
+	f = fopen(p, "w");
+	FM_ASSERT_FATAL(f != NULL, "write version file");
+	fputs("7\n", f);
+	fclose(f);
+	FM_ASSERT_EQ_FATAL(dut_renew(&e), FLEETMQ_CLIENT_OK);
+	FM_ASSERT_EQ(fleetmq_client_shadow_version(e.c), 7);
+	if(dut_start(&e)){
+		for(i = 0; i < 100 && (v = read_version_file(e.state_dir)) != 0; i++) fm_sleep_ms(10);
+		FM_ASSERT_EQ(v, 0);
+		FM_ASSERT_EQ(fleetmq_client_shadow_version(e.c), 0);
+	}
+	dut_free(&e);
+	fm_client_destroy(ops);
+}
+
 static void test_client_features_from_shadow(void)
 {
 	struct fm_client *ops = ops_connect("cl-feat");
 	struct fm_update_result ur = {0};
 	struct dut d;
-	int i;
 
 	FM_ASSERT_FATAL(ops != NULL, "operator connect");
 	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-feat", NULL), FLEETMQ_CLIENT_OK);
@@ -709,6 +768,10 @@ static void test_client_telemetry_offline_buffer(void)
 
 	memset(&s, 0, sizeof(s));
 	custom.telemetry_buffer_messages = 5;
+	/* reconnect attempts >= 750 ms apart: the operator subscribes (a few ms
+	 * after the restart) before the device is back */
+	custom.reconnect_min_ms = 1500;
+	custom.reconnect_max_ms = 1500;
 	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-buf", &custom), FLEETMQ_CLIENT_OK);
 	if(!dut_start(&d)) goto done;
 	FM_ASSERT_EQ(fleetmq_client_metric_set(d.c, "app.queue_depth", 7), FLEETMQ_CLIENT_OK);
@@ -717,7 +780,7 @@ static void test_client_telemetry_offline_buffer(void)
 	FM_ASSERT_FATAL(!fleetmq_client_is_connected(d.c), "client noticed the broker is gone");
 	for(i = 0; i < 12; i++) FM_ASSERT_EQ(fleetmq_client_telemetry_publish(d.c, NULL, 0), FLEETMQ_CLIENT_OK);
 	FM_ASSERT_EQ_FATAL(fm_broker_restart(&g_broker), 0);
-	ops = ops_connect("cl-buf");   /* before the device's next attempt (>= 100 ms away) */
+	ops = ops_connect("cl-buf");   /* before the device's next attempt */
 	FM_ASSERT_FATAL(ops != NULL, "operator connect");
 	FM_ASSERT_EQ(fleetmq_client_wait_connected(d.c, 5000), FLEETMQ_CLIENT_OK);
 	collect_telemetry(ops, "fleet/cl-buf/telemetry", &s, 1500, 12);
@@ -780,8 +843,10 @@ static void test_client_job_flow(void)
 	resp = fm_control_commandf(ops, "{\"command\":\"describeJob\",\"jobId\":\"cj1\"}");
 	FM_ASSERT(resp != NULL, "describeJob answered");
 	if(resp){
-		const cJSON *n = fm_json_path(resp, "data.counts.succeeded");
-		FM_ASSERT(cJSON_IsNumber(n) && n->valuedouble == 1, "describeJob counts.succeeded == 1");
+		const cJSON *n = fm_json_path(resp, "data.job.counts.succeeded");
+		char *t = cJSON_PrintUnformatted(resp);
+		FM_ASSERT(cJSON_IsNumber(n) && n->valuedouble == 1, "describeJob counts.succeeded == 1: %.1000s", t ? t : "");
+		free(t);
 		cJSON_Delete(resp);
 	}
 	/* both reports were answered, in order */
@@ -975,7 +1040,7 @@ static void test_client_artifact_read(void)
 	FM_ASSERT(rc == FLEETMQ_CLIENT_OK, "artifact read: %s", fleetmq_client_strerror(rc));
 	FM_ASSERT_EQ(off, ART_SIZE);
 	FM_ASSERT_EQ(total, ART_SIZE);
-	FM_ASSERT_EQ(reads, 4);   /* 50000 + 50000 + 50000 */
+	FM_ASSERT_EQ(reads, 3);   /* 3 x 50000 */
 	FM_ASSERT(memcmp(art, got_all, ART_SIZE) == 0, "artifact content identical");
 	FM_ASSERT_STR_EQ(sha, hex);
 	/* at the end: 0 bytes; past the end: BAD_REQUEST */
@@ -990,6 +1055,144 @@ done:
 	fm_client_destroy(ops);
 }
 
+/* The outbox file survives torn writes and is compacted on load. */
+static void test_client_outbox_load_compacts(void)
+{
+	struct fleetmq_client_report r = FLEETMQ_CLIENT_REPORT_INITIALIZER;
+	struct fleetmq_client_stats st;
+	char p[400], line[1024];
+	int lines = 0;
+	bool has_b = false;
+	struct dut d;
+	FILE *f;
+
+	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-obload", NULL), FLEETMQ_CLIENT_OK);
+	fleetmq_client_destroy(d.c);
+	d.c = NULL;
+	snprintf(p, sizeof(p), "%s/outbox.jsonl", d.state_dir);
+	f = fopen(p, "w");
+	FM_ASSERT_FATAL(f != NULL, "write outbox");
+	fputs("{\"op\":\"add\",\"seq\":1,\"job\":\"a\",\"st\":2,\"pct\":10,\"step\":\"x\",\"ft\":\"\",\"det\":{},\"tok\":\"r1-1\",\"ev\":3}\n"
+		"{\"op\":\"done\",\"seq\":1}\n"
+		"{\"op\":\"add\",\"seq\":2,\"job\":\"b\",\"st\":4,\"pct\":-1,\"step\":\"\",\"ft\":\"verify\",\"det\":{\"k\":\"v\"},\"tok\":\"r1-2\"}\n"
+		"{\"op\":\"ev\",\"seq\":2,\"ev\":5}\n"
+		"{\"op\":\"add\",\"seq\":3,\"job\":\"c\",\"st\":3,\"pc", f);   /* torn */
+	fclose(f);
+	FM_ASSERT_EQ_FATAL(dut_renew(&d), FLEETMQ_CLIENT_OK);
+	fleetmq_client_get_stats(d.c, &st);
+	FM_ASSERT_EQ(st.outbox_pending, 1);
+	f = fopen(p, "r");
+	FM_ASSERT_FATAL(f != NULL, "outbox still there");
+	while(fgets(line, sizeof(line), f)){
+		lines++;
+		if(strstr(line, "\"job\":\"b\"") && strstr(line, "\"ev\":5") && strstr(line, "\"tok\":\"r1-2\"")) has_b = true;
+	}
+	fclose(f);
+	FM_ASSERT_EQ(lines, 1);
+	FM_ASSERT(has_b, "compacted file keeps entry b with its resolved version and token");
+	/* appending after the compaction, then reloading */
+	r.status = FLEETMQ_CLIENT_EXEC_SUCCEEDED;
+	FM_ASSERT_EQ(fleetmq_client_job_report(d.c, "d", &r), FLEETMQ_CLIENT_OK);
+	FM_ASSERT_EQ_FATAL(dut_renew(&d), FLEETMQ_CLIENT_OK);
+	fleetmq_client_get_stats(d.c, &st);
+	FM_ASSERT_EQ(st.outbox_pending, 2);
+	dut_free(&d);
+}
+
+static void test_client_telemetry_interval(void)
+{
+	struct fleetmq_client_options custom = FLEETMQ_CLIENT_OPTIONS_INITIALIZER;
+	struct fm_client *ops = ops_connect("cl-tick");
+	struct tele_seen s;
+	struct dut d;
+
+	memset(&s, 0, sizeof(s));
+	FM_ASSERT_FATAL(ops != NULL, "operator connect");
+	custom.telemetry_interval_ms = 100;
+	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-tick", &custom), FLEETMQ_CLIENT_OK);
+	FM_ASSERT_EQ(fleetmq_client_metric_set(d.c, "app.queue_depth", 7), FLEETMQ_CLIENT_OK);
+	if(dut_start(&d)){
+		collect_telemetry(ops, "fleet/cl-tick/telemetry", &s, 2000, 4);
+		FM_ASSERT(s.n >= 4, "%d automatic batches in 2 s at a 100 ms interval", s.n);
+		FM_ASSERT(s.app_ok, "gauge in the automatic batches");
+	}
+	dut_free(&d);
+	fm_client_destroy(ops);
+}
+
+/* TLS: server verification against our CA, client certificate as identity. */
+static void test_client_tls(void)
+{
+	struct fm_broker_opts bo = FM_BROKER_OPTS_INITIALIZER;
+	struct fleetmq_client_options o = FLEETMQ_CLIENT_OPTIONS_INITIALIZER;
+	struct fm_broker tb;
+	struct fleetmq_client *c = NULL, *bad = NULL;
+	struct rec rec;
+	char dir[] = "/tmp/fleetmq-client-tls-XXXXXX", cmd[2048], conf[1024], ca[300], cert[300], key[300];
+	int rc;
+
+	memset(&tb, 0, sizeof(tb));
+	rec_init(&rec);
+	if(system("openssl version >/dev/null 2>&1") != 0){
+		CU_PASS("SKIPPED: no openssl binary to make test certificates");
+		return;
+	}
+	FM_ASSERT_FATAL(mkdtemp(dir) != NULL, "mkdtemp");
+	chmod(dir, 0755);
+	snprintf(cmd, sizeof(cmd),
+			"(cd %s && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
+			"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=fleetmq-test-ca && "
+			"openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
+			"openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext && "
+			"openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout client.key -out client.csr -subj /CN=cl-tls && "
+			"openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 && "
+			"chmod 644 *.key *.crt) >/dev/null 2>&1", dir);
+	rc = system(cmd);
+	FM_ASSERT_FATAL(rc == 0, "making certificates failed (%d)", rc);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	snprintf(cert, sizeof(cert), "%s/client.crt", dir);
+	snprintf(key, sizeof(key), "%s/client.key", dir);
+	snprintf(conf, sizeof(conf), "cafile %s\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+			"require_certificate true\nuse_identity_as_username true\n", ca, dir, dir);
+	bo.extra_conf = conf;
+	FM_ASSERT_EQ_FATAL(fm_broker_start(&tb, &bo), 0);
+
+	o.host = "127.0.0.1";
+	o.port = tb.port;
+	o.tls = true;
+	o.tls_ca_file = ca;
+	o.tls_cert_file = cert;
+	o.tls_key_file = key;
+	o.device_id = "cl-tls";
+	o.reconnect_min_ms = 200;
+	o.reconnect_max_ms = 400;
+	o.on_connection = on_connection;
+	o.userdata = &rec;
+	o.log_level = FLEETMQ_CLIENT_LOG_ERROR;
+	o.on_log = quiet_log;
+	FM_ASSERT_EQ(fleetmq_client_new(&c, &o), FLEETMQ_CLIENT_OK);
+	if(c){
+		FM_ASSERT_EQ(fleetmq_client_start(c), FLEETMQ_CLIENT_OK);
+		rc = fleetmq_client_wait_connected(c, 5000);
+		FM_ASSERT(rc == FLEETMQ_CLIENT_OK, "TLS connection with client certificate: %s", fleetmq_client_strerror(rc));
+	}
+	/* without our CA the server certificate must not be accepted */
+	o.tls_ca_file = NULL;
+	o.device_id = "cl-tls2";
+	FM_ASSERT_EQ(fleetmq_client_new(&bad, &o), FLEETMQ_CLIENT_OK);
+	if(bad){
+		FM_ASSERT_EQ(fleetmq_client_start(bad), FLEETMQ_CLIENT_OK);
+		FM_ASSERT_EQ(fleetmq_client_wait_connected(bad, 1000), FLEETMQ_CLIENT_ERR_TIMEOUT);
+		FM_ASSERT(!fleetmq_client_is_connected(bad), "unverified server refused");
+	}
+	fleetmq_client_destroy(bad);
+	fleetmq_client_destroy(c);
+	fm_broker_cleanup(&tb);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if(system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+	pthread_mutex_destroy(&rec.mu);
+}
+
 int main(void)
 {
 	static const struct fm_test tests[] = {
@@ -997,12 +1200,16 @@ int main(void)
 		{ "test_client_connect_hello_presence", test_client_connect_hello_presence },
 		{ "test_client_shadow_report_roundtrip", test_client_shadow_report_roundtrip },
 		{ "test_client_shadow_delta_and_version", test_client_shadow_delta_and_version },
+		{ "test_client_shadow_full_sync", test_client_shadow_full_sync },
 		{ "test_client_features_from_shadow", test_client_features_from_shadow },
 		{ "test_client_telemetry_batch", test_client_telemetry_batch },
+		{ "test_client_telemetry_interval", test_client_telemetry_interval },
+		{ "test_client_outbox_load_compacts", test_client_outbox_load_compacts },
 		{ "test_client_job_flow", test_client_job_flow },
 		{ "test_client_job_no_handler_rejected", test_client_job_no_handler_rejected },
 		{ "test_client_job_cancel", test_client_job_cancel },
 		{ "test_client_artifact_read", test_client_artifact_read },
+		{ "test_client_tls", test_client_tls },
 		{ "test_client_telemetry_offline_buffer", test_client_telemetry_offline_buffer },
 		{ "test_client_job_report_offline_outbox", test_client_job_report_offline_outbox },
 		{ NULL, NULL },

@@ -878,6 +878,23 @@ int fm_client_publish(struct fm_client *c, const char *topic, const void *payloa
 	return mosquitto_publish_v5(c->mosq, mid, topic, (int)len, payload, qos, retain, NULL);
 }
 
+int fm_client_publish_request(struct fm_client *c, const char *topic, const void *payload, size_t len,
+		const char *response_topic, const void *correlation, size_t correlation_len, int *mid)
+{
+	mosquitto_property *props = NULL;
+	int rc = MOSQ_ERR_SUCCESS;
+
+	if(response_topic) rc = mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic);
+	if(rc == MOSQ_ERR_SUCCESS && correlation && correlation_len){
+		rc = correlation_len > UINT16_MAX ? MOSQ_ERR_INVAL
+				: mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation,
+					(uint16_t)correlation_len);
+	}
+	if(rc == MOSQ_ERR_SUCCESS) rc = mosquitto_publish_v5(c->mosq, mid, topic, (int)len, payload, 1, false, props);
+	mosquitto_property_free_all(&props);
+	return rc;
+}
+
 int fm_client_wait_puback(struct fm_client *c, int mid, int timeout_ms)
 {
 	struct timespec dl;
@@ -1751,7 +1768,6 @@ cJSON *fm_control_request_raw(struct fm_client *c, const char *topic, const void
 		int timeout_ms)
 {
 	char resp_topic[256], corr[64];
-	mosquitto_property *props = NULL;
 	struct corr_ctx cx;
 	struct fm_msg *m;
 	cJSON *root;
@@ -1759,14 +1775,7 @@ cJSON *fm_control_request_raw(struct fm_client *c, const char *topic, const void
 
 	fm_control_response_topic(c, resp_topic, sizeof(resp_topic));
 	snprintf(corr, sizeof(corr), "e2e-%s-%u", c->id, ++c->control_seq);
-	if(mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, resp_topic) != MOSQ_ERR_SUCCESS
-			|| mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
-				(uint16_t)strlen(corr)) != MOSQ_ERR_SUCCESS){
-		mosquitto_property_free_all(&props);
-		return NULL;
-	}
-	rc = mosquitto_publish_v5(c->mosq, NULL, topic, (int)len, payload, 1, false, props);
-	mosquitto_property_free_all(&props);
+	rc = fm_client_publish_request(c, topic, payload, len, resp_topic, corr, strlen(corr), NULL);
 	if(rc != MOSQ_ERR_SUCCESS){
 		fprintf(stderr, "harness: %s: publish %s: %s\n", c->id, topic, mosquitto_strerror(rc));
 		return NULL;

@@ -178,6 +178,12 @@ int fm_client_unsubscribe(struct fm_client *c, const char *filter, int timeout_m
 int fm_client_publish(struct fm_client *c, const char *topic, const void *payload, size_t len,
 		int qos, bool retain, int *mid);
 
+/* Queue a QoS 1 publish with the MQTT v5 request properties: response
+ * topic (NULL = none) and correlation data (NULL / 0 = none). *mid (may be
+ * NULL) receives its message id. Returns a MOSQ_ERR_* code. */
+int fm_client_publish_request(struct fm_client *c, const char *topic, const void *payload, size_t len,
+		const char *response_topic, const void *correlation, size_t correlation_len, int *mid);
+
 /* Wait for the PUBACK of mid. Returns its reason code (0 = success, 0x10 = no
  * matching subscribers, 0x87 = not authorized...), or -1 on timeout. For QoS 0
  * returns 0 once the packet was written. */

@@ -1033,6 +1033,78 @@ static void test_control_malformed_and_unknown_command(void)
 	fm_client_destroy(ops);
 }
 
+/* Without a response topic the reply goes to $CONTROL/fleetmq/v1/response,
+ * with the correlation data; only operators may read that topic. */
+static void test_control_default_response_topic(void)
+{
+	static const char *const filters[] = { "$CONTROL/fleetmq/v1/response", NULL };
+	struct fm_client *ops = fm_operator_connect(g_broker.port, "ops", filters);
+	struct fm_client *x;
+	struct fm_msg *m;
+	cJSON *root;
+	const char *req = "{\"commands\":[{\"command\":\"listJobs\",\"limit\":1,\"correlationData\":\"fb\"}]}";
+	int rc;
+
+	CU_ASSERT_FATAL(ops != NULL);
+	rc = fm_client_publish_request(ops, FM_CONTROL_TOPIC, req, strlen(req), NULL, "fb-corr", 7, NULL);
+	FM_ASSERT_EQ(rc, MOSQ_ERR_SUCCESS);
+	m = fm_client_wait_message(ops, "$CONTROL/fleetmq/v1/response", FM_TIMEOUT_MS);
+	FM_ASSERT(m != NULL, "no reply on $CONTROL/fleetmq/v1/response");
+	if(m){
+		root = cJSON_ParseWithLength((const char *)m->payload, m->payloadlen);
+		FM_ASSERT(m->correlation_len == 7 && !memcmp(m->correlation, "fb-corr", 7), "correlation data not echoed");
+		FM_ASSERT_STR_EQ(jstr(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "responses"), 0), "command"),
+				"listJobs");
+		FM_ASSERT_STR_EQ(jstr(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "responses"), 0),
+				"correlationData"), "fb");
+		cJSON_Delete(root);
+		fm_msg_free(m);
+	}
+	/* A non-operator may not listen to operators' replies. */
+	x = fm_client_new("intruder", "intruder", true);
+	CU_ASSERT_FATAL(x != NULL);
+	FM_ASSERT_EQ_FATAL(fm_client_connect(x, g_broker.port, 60, FM_TIMEOUT_MS), 0);
+	rc = fm_client_subscribe(x, "$CONTROL/fleetmq/v1/response", 1, 0, FM_TIMEOUT_MS);
+	FM_ASSERT(rc >= 0x80, "non-operator subscribed to $CONTROL/fleetmq/v1/response (SUBACK %d)", rc);
+	fm_client_destroy(x);
+	fm_client_destroy(ops);
+}
+
+/* The response topic is the requester's choice, but the plugin publishes
+ * the reply itself, past every ACL: a non-operator must not be able to aim
+ * its (FORBIDDEN) reply into a device's topic tree. */
+static void test_control_non_operator_response_topic_confined(void)
+{
+	static const char *const aims[] = { "fleet/jv-victim/jobs/notify", "fleet/jv-victim/shadow/update/delta", NULL };
+	const char *victim = "jv-victim";
+	struct fm_client *v = device_ready(victim);
+	struct fm_client *x = fm_control_connect(g_broker.port, "intruder");
+	const char *req = "{\"commands\":[{\"command\":\"listJobs\",\"limit\":1}]}";
+	char filter[128];
+	struct fm_msg *m;
+	cJSON *r;
+	int i, rc;
+
+	CU_ASSERT_FATAL(v != NULL && x != NULL);
+	fm_client_drain(v);
+	for(i = 0; aims[i]; i++){
+		rc = fm_client_publish_request(x, FM_CONTROL_TOPIC, req, strlen(req), aims[i], "i1", 2, NULL);
+		FM_ASSERT_EQ(rc, MOSQ_ERR_SUCCESS);
+	}
+	fm_sleep_ms(FM_QUIET_MS);
+	fm_topic(filter, sizeof(filter), victim, "#");
+	while((m = fm_client_wait_message(v, filter, 0)) != NULL){
+		FM_ASSERT(false, "a non-operator's control reply reached %s: %.200s", m->topic, (const char *)m->payload);
+		fm_msg_free(m);
+	}
+	/* Its own response topic still gets the FORBIDDEN answer. */
+	r = fm_control_command(x, "{\"command\":\"listJobs\"}", FM_TIMEOUT_MS);
+	FM_ASSERT_STR_EQ(jstr(r, "code"), "FORBIDDEN");
+	cJSON_Delete(r);
+	fm_client_destroy(v);
+	fm_client_destroy(x);
+}
+
 static void test_create_job_invalid_rejected(void)
 {
 	struct fm_client *ops = ops_connect();
@@ -1184,6 +1256,7 @@ static void test_jobs_duplicate_report_idempotent(void)
 static void test_jobs_kill9_loses_and_duplicates_nothing(void)
 {
 	const char *dev = "jk9-dev", *job = "job-kill9";
+	const char *def = "\"type\":\"config\",\"document\":{\"set\":{\"k\":9}},\"targets\":{\"devices\":[\"jk9-dev\"]}";
 	struct fm_client *c, *ops = ops_connect();
 	Fleetmq__V1__JobNotify *n;
 	uint32_t pending = 99;
@@ -1193,7 +1266,7 @@ static void test_jobs_kill9_loses_and_duplicates_nothing(void)
 
 	CU_ASSERT_FATAL(ops != NULL);
 	/* Acknowledged create, then kill -9 at once: before fan-out/release. */
-	create_job(ops, job, "\"type\":\"config\",\"document\":{\"set\":{\"k\":9}},\"targets\":{\"devices\":[\"jk9-dev\"]}");
+	create_job(ops, job, def);
 	FM_ASSERT(fm_broker_kill9(&g_broker) == 128 + 9, "broker did not die of SIGKILL");
 	fm_client_destroy(ops);
 	FM_ASSERT_EQ_FATAL(fm_broker_restart(&g_broker), 0);
@@ -1211,6 +1284,10 @@ static void test_jobs_kill9_loses_and_duplicates_nothing(void)
 	}
 	ops = ops_connect();
 	CU_ASSERT_FATAL(ops != NULL);
+	/* An operator unsure whether its create made it simply repeats it. */
+	r = cmd_ok(ops, "{\"command\":\"createJob\",\"jobId\":\"%s\",%s}", job, def);
+	FM_ASSERT(cJSON_IsFalse(fm_json_path(r, "data.created")), "repeat create after restart: %s", show(r));
+	cJSON_Delete(r);
 	r = cmd_ok(ops, "{\"command\":\"listJobExecutions\",\"jobId\":\"%s\"}", job);
 	FM_ASSERT(jnum(r, "data.count", -1) == 1, "executions after restart: %s", show(r));
 	cJSON_Delete(r);
@@ -1241,6 +1318,11 @@ static void test_jobs_kill9_loses_and_duplicates_nothing(void)
 	FM_ASSERT_STR_EQ(jstr(r, "data.job.status"), "COMPLETED");
 	FM_ASSERT(jnum(r, "data.job.counts.succeeded", -1) == 1 && jnum(r, "data.job.counts.total", -1) == 1,
 			"counts after restart: %s", show(r));
+	cJSON_Delete(r);
+
+	r = cmd_ok(ops, "{\"command\":\"createJob\",\"jobId\":\"%s\",%s}", job, def);
+	FM_ASSERT(cJSON_IsFalse(fm_json_path(r, "data.created")), "repeat create of a finished job: %s", show(r));
+	FM_ASSERT_STR_EQ(jstr(r, "data.status"), "COMPLETED");
 	cJSON_Delete(r);
 
 	c = device_online(dev, &pending);
@@ -1416,6 +1498,8 @@ int main(void)
 		{ "test_jobs_failing_canary_aborts", test_jobs_failing_canary_aborts },
 		{ "test_control_non_operator_forbidden", test_control_non_operator_forbidden },
 		{ "test_control_malformed_and_unknown_command", test_control_malformed_and_unknown_command },
+		{ "test_control_default_response_topic", test_control_default_response_topic },
+		{ "test_control_non_operator_response_topic_confined", test_control_non_operator_response_topic_confined },
 		{ "test_create_job_invalid_rejected", test_create_job_invalid_rejected },
 		{ "test_create_job_idempotent", test_create_job_idempotent },
 		{ "test_jobs_duplicate_report_idempotent", test_jobs_duplicate_report_idempotent },

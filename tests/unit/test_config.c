@@ -772,7 +772,8 @@ static void test_fleetmq_cfg_print_round_trip(void)
 	CU_ASSERT_EQUAL_FATAL(load(&a, "store.path: /x\nsecurity.topics: []\n"), FLEETMQ_OK);
 	fm_free(a.name);
 	a.name = fm_strdup("q\" b\\ n\n t\t r\r c\x01 d\x7f: # x &y *z \xc3\xa9 \xe2\x9c\x93 "
-			"nel\xc2\x85 ls\xe2\x80\xa8 ps\xe2\x80\xa9 bom\xef\xbb\xbf c1\xc2\x9f end ");
+			"nel\xc2\x85 ls\xe2\x80\xa8 ps\xe2\x80\xa9 bom\xef\xbb\xbf c1\xc2\x9f "
+			"nonchars\xef\xbf\xbe\xef\xbf\xbf end ");
 	fm_free(a.store_path);
 	a.store_path = fm_strdup("  leading and trailing  ");
 	a.store_sync = 1;
