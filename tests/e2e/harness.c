@@ -280,6 +280,7 @@ static int broker_prepare(struct fm_broker *b, const struct fm_broker_opts *opts
 	n = snprintf(conf, sizeof(conf),
 			"listener %d 127.0.0.1\n"
 			"allow_anonymous true\n"
+			"set_tcp_nodelay true\n"
 			"persistence false\n"
 			"log_dest file %s\n"
 			"log_type all\n"
