@@ -1228,8 +1228,11 @@ static void due_step(struct fleetmq_plugin *pl, uint64_t now_ms)
 		if(rec.e.status == FM_EXEC_TIMED_OUT){
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "fleetmq: job %s on %s timed out (attempt %u)%s", j->id, b.ids[i],
 					rec.e.attempt, rec.e.retry_at_ms ? ", retry scheduled" : "");
+			/* the device may still be working on it: tell it to stop */
+			notify_device(pl, b.ids[i], &rec, 1, false, now_ms);
+		}else{
+			notify_device(pl, b.ids[i], NULL, 0, false, now_ms);
 		}
-		notify_device(pl, b.ids[i], NULL, 0, false, now_ms);
 		job_after_change(pl, j, now_ms);
 	}
 	batch_free(&b);
