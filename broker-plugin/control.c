@@ -571,12 +571,16 @@ static void read_properties(const mosquitto_property *props, struct control_ctx 
 /* May a client without the operator role get its answer on topic t? Not on
  * a device topic (<prefix> or <prefix>/...) nor on a '$' topic ($SYS,
  * $CONTROL...): its FORBIDDEN answer would be published there past the ACL. */
-static bool response_topic_ok_for_anyone(const struct fleetmq_plugin *pl, const char *t)
+static bool response_topic_outside_fleet(const struct fleetmq_plugin *pl, const char *t)
 {
 	size_t plen = strlen(pl->cfg.topic_prefix);
 
-	if(t[0] == '$') return false;
 	return !(strncmp(t, pl->cfg.topic_prefix, plen) == 0 && (t[plen] == '/' || t[plen] == '\0'));
+}
+
+static bool response_topic_ok_for_anyone(const struct fleetmq_plugin *pl, const char *t)
+{
+	return t[0] != '$' && response_topic_outside_fleet(pl, t);
 }
 
 /* Parse a JSON text that must span the whole buffer (trailing white space
@@ -710,7 +714,11 @@ int control__handle(struct fleetmq_plugin *pl, const struct mosquitto *client, c
 	read_properties(properties, &c, &resp_topic, &corr);
 	/* Anyone may publish here, and the plugin's publishes bypass the ACL: a
 	 * non-operator's answer never goes to a fleet topic or a '$' topic. */
-	if(!c.is_operator && c.response_topic && !response_topic_ok_for_anyone(pl, c.response_topic)){
+	/* Replies are published by the plugin, past the ACL: never into a
+	 * device's topic tree (for anyone), and never onto '$' topics for
+	 * non-operators. Such requests are answered on the default topic. */
+	if(c.response_topic && (c.is_operator ? !response_topic_outside_fleet(pl, c.response_topic)
+				: !response_topic_ok_for_anyone(pl, c.response_topic))){
 		c.response_topic = NULL;
 	}
 
