@@ -923,8 +923,10 @@ static uint64_t fanout_step(struct fleetmq_plugin *pl, struct fleetmq_job *j, ui
 			done++;
 		}
 	}
-	/* 2. registry walk for all / groups / match, in id order via the hash's
-	 * insertion order; the cursor is the next device's id. */
+	/* 2. registry walk for all / groups / match, in registry order: devices
+	 * loaded from the store at start-up (id order) first, then devices in
+	 * the order they registered since. That order also picks count-based
+	 * canaries (the first N targets). The cursor is the next device's id. */
 	if(j->t_all || j->t_groups || j->t_match){
 		struct fleetmq_device *d;
 		if(!j->registry_walk_started){
