@@ -35,7 +35,7 @@
 
 struct allowed_ctx {
 	struct fleetmq_plugin *pl;
-	char jobs[16][FLEETMQ_MAX_ID_BYTES + 1];
+	char jobs[64][FLEETMQ_MAX_ID_BYTES + 1];
 	int n;
 };
 
@@ -43,7 +43,7 @@ static int allowed_cb(const struct fleetmq_exec_rec *rec, void *ud)
 {
 	struct allowed_ctx *x = ud;
 
-	if(x->n < 16) snprintf(x->jobs[x->n++], sizeof(x->jobs[0]), "%s", rec->job_id);
+	if(x->n < 64) snprintf(x->jobs[x->n++], sizeof(x->jobs[0]), "%s", rec->job_id);
 	return 0;
 }
 
@@ -98,10 +98,6 @@ void artifact__handle_get(struct fleetmq_plugin *pl, const char *device_id, cons
 	size_t plen;
 	int fd = -1;
 
-	if(!pl->cfg.artifacts_dir || !pl->cfg.artifacts_dir[0]){
-		handlers__reject(pl, topic, FLEETMQ_ERR_UNAVAILABLE, "artifact serving is not configured (artifacts.dir)", NULL, 0);
-		return;
-	}
 	req = fleetmq__v1__artifact_get_request__unpack(NULL, len, payload);
 	if(!req){
 		handlers__reject(pl, topic, FLEETMQ_ERR_MALFORMED, "payload is not a fleetmq.v1.ArtifactGetRequest protobuf message", NULL, 0);
@@ -109,6 +105,11 @@ void artifact__handle_get(struct fleetmq_plugin *pl, const char *device_id, cons
 	}
 	if(strlen(req->client_token) > 64){
 		handlers__reject(pl, topic, FLEETMQ_ERR_BAD_REQUEST, "client_token is longer than 64 bytes", NULL, 0);
+		goto cleanup;
+	}
+	if(!pl->cfg.artifacts_dir || !pl->cfg.artifacts_dir[0]){
+		handlers__reject(pl, topic, FLEETMQ_ERR_UNAVAILABLE, "artifact serving is not configured (artifacts.dir)",
+				req->client_token, 0);
 		goto cleanup;
 	}
 	if(name[0] == '.' || !artifact_allowed(pl, device_id, name)){

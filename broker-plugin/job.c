@@ -1223,7 +1223,12 @@ static void due_step(struct fleetmq_plugin *pl, uint64_t now_ms)
 			changed = fleetmq_exec_cancel(&rec.e, false, false, now_ms); /* drop the retry of a closed job */
 		}else{
 			changed = fleetmq_exec_check_timeout(&rec.e, &j->policy, now_ms);
-			if(!changed) changed = fleetmq_exec_retry_if_due(&rec.e, now_ms);
+			if(!changed && fleetmq_exec_retry_if_due(&rec.e, now_ms)){
+				/* a new attempt starts with a clean slate */
+				changed = true;
+				rec.step = "";
+				rec.details_json = "{}";
+			}
 		}
 		if(!changed) continue;
 		if(exec_store(pl, j, &rec, &old, "fleetmq", now_ms) != FLEETMQ_OK) continue;
@@ -1291,7 +1296,8 @@ void job__on_hello(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const 
 	if(execution_in_progress && execution_in_progress[0]){
 		memset(&rec, 0, sizeof(rec));
 		if(fleetmq_store_exec_get(pl->store, execution_in_progress, dev->id, &rec) == FLEETMQ_OK
-				&& rec.e.status != FM_EXEC_IN_PROGRESS && rec.e.status != FM_EXEC_QUEUED){
+				&& rec.e.status != FM_EXEC_IN_PROGRESS && rec.e.status != FM_EXEC_QUEUED
+				&& rec.e.status != FM_EXEC_PENDING){
 			stale = true;
 		}
 	}
@@ -1505,7 +1511,8 @@ void job__handle_update(struct fleetmq_plugin *pl, const char *device_id, const 
 	}
 	/* In-order delivery: a queued execution may start only when it is at the
 	 * head of the queue and fewer than max_in_progress are running. */
-	if(rec.e.status == FM_EXEC_QUEUED){
+	if(rec.e.status == FM_EXEC_QUEUED && (u->expected_version == 0 || u->expected_version == rec.e.version)){
+		/* (a stale version is left to the state machine: conflict or duplicate) */
 		struct order_ctx oc;
 		memset(&oc, 0, sizeof(oc));
 		oc.job_id = job_id;
