@@ -152,10 +152,25 @@ static void live_set(pid_t old, pid_t now)
 	}
 }
 
+/* FLEETMQ_AGENT_WRAPPER (optional, e.g. "valgrind --error-exitcode=99
+ * --leak-check=full") prefixes the agent command: words split on blanks, no
+ * quoting, the first looked up in PATH. agent_stop() then also checks the
+ * wrapper's exit status. */
 static void agent_start(struct dev *d)
 {
-	pid_t pid = fork();
+	const char *wrap = getenv("FLEETMQ_AGENT_WRAPPER");
+	char *words = wrap && *wrap ? strdup(wrap) : NULL, *argv[64], *save = NULL, *w;
+	int argc = 0;
+	pid_t pid;
 
+	for(w = words ? strtok_r(words, " \t\n", &save) : NULL; w && argc < 60; w = strtok_r(NULL, " \t\n", &save)){
+		argv[argc++] = w;
+	}
+	argv[argc++] = (char *)FLEETMQ_AGENT_BIN;
+	argv[argc++] = (char *)"--config";
+	argv[argc++] = d->config_path;
+	argv[argc] = NULL;
+	pid = fork();
 	FM_ASSERT_FATAL(pid >= 0, "fork: %s", strerror(errno));
 	if(pid == 0){
 		int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -163,9 +178,10 @@ static void agent_start(struct dev *d)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execl(FLEETMQ_AGENT_BIN, "fleetmq-agent", "--config", d->config_path, (char *)NULL);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
+	free(words);
 	d->pid = pid;
 	live_set(0, pid);
 }
@@ -659,6 +675,140 @@ static void test_agent_update_kill9_during_download_resumes(void)
 	free(doc);
 }
 
+/* After a broker restart: the harness clients never reconnect on their own,
+ * so the suite's operator clients are connected again. */
+static void operators_reconnect(void)
+{
+	fm_client_destroy(g_ctl);
+	fm_client_destroy(g_ops);
+	g_ctl = fm_control_connect(g_broker.port, "ops");
+	g_ops = fm_operator_connect(g_broker.port, "ops2", NULL);
+	FM_ASSERT_FATAL(g_ctl && g_ops, "operators cannot reconnect after the broker restart");
+	fm_client_subscribe(g_ops, "fleet/+/shadow/update/+", 1, 0, FM_TIMEOUT_MS);
+}
+
+/* Every artifact request queued at the spy: count, lowest and highest offset. */
+static size_t drain_get_offsets(struct fm_client *spy, const char *dev, uint64_t *lo, uint64_t *hi)
+{
+	size_t n = 0;
+	bool got = true;
+
+	*lo = UINT64_MAX;
+	*hi = 0;
+	for(;;){
+		uint64_t off = next_get_offset(spy, dev, 0, &got);
+		if(!got) break;
+		n++;
+		if(off < *lo) *lo = off;
+		if(off > *hi) *hi = off;
+	}
+	return n;
+}
+
+/* The broker (not the agent) dies with kill -9 in the middle of a download
+ * and comes back on the same port and database ~1 s later: the same agent
+ * process reconnects, continues the download where it was (never from 0,
+ * never below the persisted offset), verifies, installs and commits, and
+ * the job (durable in the broker's store) ends SUCCEEDED. */
+static void test_update_broker_restart_mid_download_resumes(void)
+{
+	struct dev d;
+	size_t len = 2u << 20;          /* 2 MiB in 16 KiB chunks: a few seconds */
+	uint8_t *payload = make_payload(len, 9);
+	char *doc = publish_artifact("fw-brk.bin", "2.1.0", payload, len, "[\"sensor-v2\"]", g_key2, false);
+	char path[700], state_path[700], filter[200];
+	const char *filters[2] = { filter, NULL };
+	struct fm_client *spy;
+	uint64_t seen = 0, persisted = 0, first = 0, lo, hi, deadline;
+	size_t n;
+	bool got = false;
+	pid_t pid;
+	cJSON *r;
+
+	g_chunk = BIG_CHUNK_BYTES;
+	dev_init(&d, "agent-brk", NULL);
+	g_chunk = CHUNK_BYTES;
+	snprintf(filter, sizeof(filter), "fleet/%s/artifacts/+/get", d.id);
+	snprintf(state_path, sizeof(state_path), "%s/update-state.json", d.state);
+	spy = fm_operator_connect(g_broker.port, "ops3", filters);
+	FM_ASSERT_FATAL(spy != NULL, "spy cannot connect");
+	agent_start(&d);
+	pid = d.pid;
+	create_job("upd-brk", "update", doc, d.id);
+
+	/* wait until the agent asks for the 9th chunk: 8 are written, 2 persists done */
+	deadline = fm_mono_ms() + JOB_TIMEOUT_MS;
+	while(seen < 8 * BIG_CHUNK_BYTES && fm_mono_ms() < deadline){
+		uint64_t off = next_get_offset(spy, d.id, 500, &got);
+		if(got && off > seen) seen = off;
+	}
+	if(seen < 8 * BIG_CHUNK_BYTES) agent_dump_log(&d);
+	FM_ASSERT_FATAL(seen >= 8 * BIG_CHUNK_BYTES, "the download never got past offset %llu", (unsigned long long)seen);
+
+	FM_ASSERT_FATAL(fm_broker_kill9(&g_broker) >= 0, "broker kill -9 failed");
+	fm_sleep_ms(1000);
+	/* requests the spy got before the kill; the agent's offset only grows */
+	if(drain_get_offsets(spy, d.id, &lo, &hi) && hi > seen) seen = hi;
+	fm_client_destroy(spy);
+	{
+		char *s = read_text(state_path);
+		persisted = s && strstr(s, "\"download\"") ? (uint64_t)fm_json_number(s, "offset", 0) : 0;
+		free(s);
+	}
+	FM_ASSERT(persisted > 0 && persisted < len, "persisted offset %llu while the broker is down",
+			(unsigned long long)persisted);
+	FM_ASSERT(d.pid == pid && kill(d.pid, 0) == 0, "the agent died with the broker");
+
+	FM_ASSERT_FATAL(fm_broker_restart(&g_broker) == 0, "broker restart on port %d failed", g_broker.port);
+	spy = fm_operator_connect(g_broker.port, "ops3", filters);
+	FM_ASSERT_FATAL(spy != NULL, "spy cannot reconnect");
+	operators_reconnect();
+
+	first = next_get_offset(spy, d.id, 15000, &got);
+	if(!got) agent_dump_log(&d);
+	FM_ASSERT_FATAL(got, "no artifact request after the broker restart");
+	FM_ASSERT(first > 0 && first >= persisted && first >= seen && first < len,
+			"first request after the restart at offset %llu (persisted %llu, last seen before the kill %llu)",
+			(unsigned long long)first, (unsigned long long)persisted, (unsigned long long)seen);
+
+	r = expect_exec(&d, "upd-brk", "SUCCEEDED", JOB_TIMEOUT_MS);
+	FM_ASSERT(!strcmp(jstr(r, "data.execution.statusDetails.version"), "2.1.0"), "details: %s", show(r));
+	cJSON_Delete(r);
+	/* nothing after the restart went back below where it was */
+	n = drain_get_offsets(spy, d.id, &lo, &hi);
+	FM_ASSERT(n == 0 || (lo >= first && hi < len), "requests after the restart: %zu, offsets %llu..%llu, first %llu",
+			n, (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)first);
+	FM_ASSERT(n + 1 <= (len - first) / BIG_CHUNK_BYTES + 8, "%zu requests after the restart for %llu bytes",
+			n + 1, (unsigned long long)(len - first));
+
+	assert_slot(&d, "b", "2.1.0");
+	{
+		char *text;
+		const char *lost;
+		snprintf(path, sizeof(path), "%s/b/fw-brk.bin", d.slots);
+		text = read_text(path);
+		FM_ASSERT(text && memcmp(text, payload, len) == 0, "installed payload differs after the resumed download");
+		free(text);
+		snprintf(path, sizeof(path), "%s/committed", d.slots);
+		text = read_text(path);
+		FM_ASSERT(text && !strcmp(text, "b"), "committed slot: %s", text ? text : "(none)");
+		free(text);
+		/* one process: it lost the connection, then connected again */
+		text = read_text(d.log_path);
+		lost = text ? strstr(text, "connection: ") : NULL;
+		FM_ASSERT(lost && strstr(lost, "connected (shadow version"),
+				"the agent log shows no lost and regained connection");
+		free(text);
+	}
+	FM_ASSERT(access(state_path, F_OK) != 0, "update state left behind");
+	FM_ASSERT(wait_reported_str(d.id, "software.firmware", "2.1.0", 10000), "new version not reported");
+	FM_ASSERT(d.pid == pid, "the agent was restarted");
+	agent_stop(&d);
+	fm_client_destroy(spy);
+	free(payload);
+	free(doc);
+}
+
 static void test_agent_update_ask_policy_waits_for_approval(void)
 {
 	struct dev d;
@@ -901,6 +1051,7 @@ int main(void)
 		{ "test_agent_update_ask_policy_waits_for_approval", test_agent_update_ask_policy_waits_for_approval },
 		{ "test_agent_update_deferred_until_policy_changes", test_agent_update_deferred_until_policy_changes },
 		{ "test_agent_telemetry_published", test_agent_telemetry_published },
+		{ "test_update_broker_restart_mid_download_resumes", test_update_broker_restart_mid_download_resumes },
 		{ NULL, NULL },
 	};
 

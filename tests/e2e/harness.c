@@ -16,6 +16,12 @@
  * before it opens its log and loads the plugin, so the temp dir is handed to
  * that user: the plugin must be able to create its database there, as in
  * production.
+ *
+ * FLEETMQ_BROKER_WRAPPER (optional) prefixes the broker command, e.g.
+ * "valgrind --error-exitcode=99 --leak-check=full" (words split on blanks,
+ * no quoting; the first is looked up in PATH). Under a wrapper every harness
+ * timeout is multiplied by fm_timeout_scale(), and a broker that exits with
+ * the wrapper's --error-exitcode fails the run like a sanitizer report.
  */
 #include "harness.h"
 
@@ -23,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -89,6 +96,128 @@ static void deadline_ts(struct timespec *ts, int timeout_ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
+}
+
+/* =========================================================================
+ * broker wrapper (FLEETMQ_BROKER_WRAPPER) and timeout scale
+ * ========================================================================= */
+
+#define FM_WRAPPER_MAX_ARGS 64
+/* Default fm_timeout_scale() under a wrapper (valgrind: the broker's CPU
+ * work is 20-50 times slower, its latency much less). */
+#define FM_WRAPPER_TIMEOUT_SCALE 5
+
+static struct {
+	bool loaded;
+	char *words;                       /* the variable, split in place */
+	char *argv[FM_WRAPPER_MAX_ARGS];   /* argv[0] as given */
+	int argc;                          /* 0 = no wrapper */
+	char prog[PATH_MAX];               /* argv[0] looked up in PATH */
+	int error_exitcode;                /* --error-exitcode=N, 0 = none */
+	const char *log_file;              /* --log-file=... (valgrind), NULL = stderr */
+} g_wrap;
+
+/* Wrapped brokers that exited with the wrapper's error code; turned into a
+ * failing exit status by fm_cunit_main(). */
+static int g_wrapper_reports;
+
+static void wrapper_load(void)
+{
+	const char *env = getenv("FLEETMQ_BROKER_WRAPPER");
+	char *save = NULL, *w;
+
+	if(g_wrap.loaded) return;
+	g_wrap.loaded = true;
+	if(!env || !*env) return;
+	g_wrap.words = strdup(env);
+	if(!g_wrap.words) return;
+	for(w = strtok_r(g_wrap.words, " \t\n", &save); w && g_wrap.argc < FM_WRAPPER_MAX_ARGS - 1;
+			w = strtok_r(NULL, " \t\n", &save)){
+		g_wrap.argv[g_wrap.argc++] = w;
+		if(!strncmp(w, "--error-exitcode=", 17)) g_wrap.error_exitcode = atoi(w + 17);
+		if(!strncmp(w, "--log-file=", 11)) g_wrap.log_file = w + 11;
+	}
+	if(g_wrap.argc == 0) return;
+	if(strchr(g_wrap.argv[0], '/')){
+		snprintf(g_wrap.prog, sizeof(g_wrap.prog), "%s", g_wrap.argv[0]);
+	}else{
+		const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+		g_wrap.prog[0] = '\0';
+		while(*path && !g_wrap.prog[0]){
+			size_t n = strcspn(path, ":");
+			char cand[PATH_MAX];
+			snprintf(cand, sizeof(cand), "%.*s/%s", (int)n, path, g_wrap.argv[0]);
+			if(access(cand, X_OK) == 0) snprintf(g_wrap.prog, sizeof(g_wrap.prog), "%s", cand);
+			path += n;
+			if(*path == ':') path++;
+		}
+		if(!g_wrap.prog[0]) snprintf(g_wrap.prog, sizeof(g_wrap.prog), "%s", g_wrap.argv[0]);
+	}
+	fprintf(stderr, "harness: broker wrapper %s (error exit code %d, timeouts x%d)\n", env,
+			g_wrap.error_exitcode, fm_timeout_scale());
+}
+
+static bool wrapper_active(void)
+{
+	wrapper_load();
+	return g_wrap.argc > 0;
+}
+
+int fm_timeout_scale(void)
+{
+	static int scale;
+	const char *env;
+
+	if(scale) return scale;
+	env = getenv("FLEETMQ_TIMEOUT_SCALE");
+	if(env && atoi(env) >= 1) scale = atoi(env);
+	else scale = (getenv("FLEETMQ_BROKER_WRAPPER") && *getenv("FLEETMQ_BROKER_WRAPPER"))
+			? FM_WRAPPER_TIMEOUT_SCALE : 1;
+	return scale;
+}
+
+/* A wrapped broker exited with the wrapper's error code: show the wrapper's
+ * report (its --log-file with %p expanded, else the broker's stderr). */
+static void wrapper_report(const struct fm_broker *b, pid_t pid)
+{
+	char path[PATH_MAX], line[1024];
+	FILE *f;
+	size_t n = 0;
+
+	g_wrapper_reports++;
+	fprintf(stderr, "\n===== broker %d (%s) exited with the wrapper's error code %d =====\n",
+			(int)pid, b->dir, g_wrap.error_exitcode);
+	if(g_wrap.log_file){
+		const char *p = g_wrap.log_file;
+		while(*p && n + 16 < sizeof(path)){
+			if(p[0] == '%' && p[1] == 'p'){
+				n += (size_t)snprintf(path + n, sizeof(path) - n, "%d", (int)pid);
+				p += 2;
+			}else if(p[0] == '%' && p[1] == '%'){
+				path[n++] = '%';
+				p += 2;
+			}else{
+				path[n++] = *p++;
+			}
+		}
+		path[n] = '\0';
+	}else{
+		snprintf(path, sizeof(path), "%s", b->stderr_path);
+	}
+	f = fopen(path, "r");
+	if(!f){
+		fprintf(stderr, "(no report: cannot read %s)\n", path);
+		return;
+	}
+	n = 0;
+	while(fgets(line, sizeof(line), f)){
+		if(++n > 600){
+			fprintf(stderr, "... (rest of %s not shown)\n", path);
+			break;
+		}
+		fputs(line, stderr);
+	}
+	fclose(f);
 }
 
 /* =========================================================================
@@ -269,7 +398,8 @@ static int broker_prepare(struct fm_broker *b, const struct fm_broker_opts *opts
 	snprintf(b->db_path, sizeof(b->db_path), "%s/fleetmq.db", b->dir);
 	snprintf(b->log_path, sizeof(b->log_path), "%s/mosquitto.log", b->dir);
 	snprintf(b->stderr_path, sizeof(b->stderr_path), "%s/stderr.log", b->dir);
-	b->start_timeout_ms = opts->start_timeout_ms > 0 ? opts->start_timeout_ms : FM_START_TIMEOUT_MS;
+	b->start_timeout_ms = (opts->start_timeout_ms > 0 ? opts->start_timeout_ms : FM_START_TIMEOUT_MS)
+			* fm_timeout_scale();
 
 	b->port = free_port();
 	if(b->port <= 0){
@@ -377,13 +507,24 @@ static void check_sanitizer_reports(const struct fm_broker *b)
 
 static int broker_spawn(struct fm_broker *b)
 {
-	char *const argv[] = { (char *)FLEETMQ_MOSQUITTO_BIN, (char *)"-c", b->conf_path, NULL };
+	char *argv[FM_WRAPPER_MAX_ARGS + 4];
+	const char *prog = FLEETMQ_MOSQUITTO_BIN;
+	int argc = 0;
 	pid_t pid;
 #ifdef FLEETMQ_BROKER_PRELOAD
 	char **envp = broker_env(b);
 #else
 	char **envp = environ;
 #endif
+
+	if(wrapper_active()){
+		for(int i = 0; i < g_wrap.argc; i++) argv[argc++] = g_wrap.argv[i];
+		prog = g_wrap.prog;
+	}
+	argv[argc++] = (char *)FLEETMQ_MOSQUITTO_BIN;
+	argv[argc++] = (char *)"-c";
+	argv[argc++] = b->conf_path;
+	argv[argc] = NULL;
 
 	install_reaper();
 	fflush(stdout);
@@ -407,7 +548,7 @@ static int broker_spawn(struct fm_broker *b)
 		if(close_range(3, ~0U, 0) != 0){
 			for(int fd = 3; fd < 4096; fd++) close(fd);
 		}
-		execve(FLEETMQ_MOSQUITTO_BIN, argv, envp);
+		execve(prog, argv, envp);
 		_exit(127);
 	}
 	if(envp != environ) free(envp);
@@ -426,7 +567,13 @@ static bool broker_reap(struct fm_broker *b, int flags)
 		r = waitpid(b->pid, &status, flags);
 	}while(r < 0 && errno == EINTR);
 	if(r == b->pid || (r < 0 && errno == ECHILD)){
-		if(r == b->pid) b->last_status = status;
+		if(r == b->pid){
+			b->last_status = status;
+			if(wrapper_active() && g_wrap.error_exitcode && WIFEXITED(status)
+					&& WEXITSTATUS(status) == g_wrap.error_exitcode){
+				wrapper_report(b, r);
+			}
+		}
 		registry_remove(b->pid);
 		b->pid = 0;
 		return true;
@@ -519,12 +666,12 @@ static int broker_signal_wait(struct fm_broker *b, int sig, int timeout_ms)
 
 int fm_broker_stop(struct fm_broker *b)
 {
-	return broker_signal_wait(b, SIGTERM, FM_STOP_TIMEOUT_MS);
+	return broker_signal_wait(b, SIGTERM, FM_STOP_TIMEOUT_MS * fm_timeout_scale());
 }
 
 int fm_broker_kill9(struct fm_broker *b)
 {
-	return broker_signal_wait(b, SIGKILL, FM_STOP_TIMEOUT_MS);
+	return broker_signal_wait(b, SIGKILL, FM_STOP_TIMEOUT_MS * fm_timeout_scale());
 }
 
 bool fm_broker_alive(struct fm_broker *b)
@@ -1948,5 +2095,9 @@ int fm_cunit_main(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 	if(g_sanitizer_reports){
 		fprintf(stderr, "harness: %d broker sanitizer report(s): failing\n", g_sanitizer_reports);
 	}
-	return (failures || suites_failed || tests_failed || g_sanitizer_reports) ? 1 : 0;
+	if(g_wrapper_reports){
+		fprintf(stderr, "harness: %d broker(s) exited with the wrapper's error code %d: failing\n",
+				g_wrapper_reports, g_wrap.error_exitcode);
+	}
+	return (failures || suites_failed || tests_failed || g_sanitizer_reports || g_wrapper_reports) ? 1 : 0;
 }

@@ -44,11 +44,15 @@
 
 #include "fleetmq.pb-c.h"
 
+/* Multiplier of the harness timeouts: FLEETMQ_TIMEOUT_SCALE if set, else 5
+ * when the broker runs under FLEETMQ_BROKER_WRAPPER (e.g. valgrind), else 1. */
+int fm_timeout_scale(void);
+
 /* Default time to wait for one expected message. Generous: a failing test
  * waits this long, a passing one never does. */
-#define FM_TIMEOUT_MS 3000
+#define FM_TIMEOUT_MS (3000 * fm_timeout_scale())
 /* Time to wait when asserting that something does NOT arrive. */
-#define FM_QUIET_MS 500
+#define FM_QUIET_MS (500 * fm_timeout_scale())
 
 #define FM_TOPIC_PREFIX "fleet"
 
@@ -80,7 +84,7 @@ struct fm_broker_opts {
 	bool with_plugin;         /* false: plain mosquitto (harness self-check) */
 	const char *yaml;         /* fleetmq.yaml text; NULL = FM_DEFAULT_YAML */
 	const char *extra_conf;   /* extra mosquitto.conf lines; NULL = none */
-	int start_timeout_ms;     /* 0 = 10000 */
+	int start_timeout_ms;     /* 0 = 10000; times fm_timeout_scale() */
 };
 #define FM_BROKER_OPTS_INITIALIZER { FM_BROKER_OPTS_VERSION, true, NULL, NULL, 0 }
 
@@ -111,7 +115,8 @@ int fm_broker_start(struct fm_broker *b, const struct fm_broker_opts *opts);
 int fm_broker_start_expect_failure(struct fm_broker *b, const struct fm_broker_opts *opts,
 		int *exit_status, char **log_text);
 
-/* SIGTERM and wait (SIGKILL after 5 s). Returns the exit code, or -1. */
+/* SIGTERM and wait (SIGKILL after 5 s, times fm_timeout_scale()). Returns
+ * the exit code, or -1. */
 int fm_broker_stop(struct fm_broker *b);
 /* SIGKILL and wait: the broker gets no chance to flush anything. */
 int fm_broker_kill9(struct fm_broker *b);

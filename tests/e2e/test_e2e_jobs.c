@@ -1105,7 +1105,11 @@ static void test_control_non_operator_response_topic_confined(void)
 	fm_sleep_ms(FM_QUIET_MS);
 	fm_topic(filter, sizeof(filter), victim, "#");
 	while((m = fm_client_wait_message(v, filter, 0)) != NULL){
-		FM_ASSERT(false, "a non-operator's control reply reached %s: %.200s", m->topic, (const char *)m->payload);
+		/* the victim's own presence may come late from a slow (valgrind) broker */
+		size_t tl = strlen(m->topic);
+		if(!(tl > 9 && !strcmp(m->topic + tl - 9, "/presence"))){
+			FM_ASSERT(false, "a non-operator's control reply reached %s: %.200s", m->topic, (const char *)m->payload);
+		}
 		fm_msg_free(m);
 	}
 	/* Its own response topic still gets the FORBIDDEN answer. */
