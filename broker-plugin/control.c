@@ -712,8 +712,6 @@ int control__handle(struct fleetmq_plugin *pl, const struct mosquitto *client, c
 	c.is_operator = plugin__is_operator(pl, client);
 	c.now_ms = fleetmq_now_ms();
 	read_properties(properties, &c, &resp_topic, &corr);
-	/* Anyone may publish here, and the plugin's publishes bypass the ACL: a
-	 * non-operator's answer never goes to a fleet topic or a '$' topic. */
 	/* Replies are published by the plugin, past the ACL: never into a
 	 * device's topic tree (for anyone), and never onto '$' topics for
 	 * non-operators. Such requests are answered on the default topic. */

@@ -1953,7 +1953,7 @@ cJSON *job__pb_to_json(const struct Fleetmq__V1__CreateJobRequest *req)
 	if(req->correlation[0]) cJSON_AddStringToObject(cmd, "correlationData", req->correlation);
 	cJSON_AddStringToObject(cmd, "type", job_type_name(req->type));
 	if(req->description[0]) cJSON_AddStringToObject(cmd, "description", req->description);
-	doc = cJSON_Parse(req->document_json[0] ? req->document_json : "{}");
+	doc = cJSON_ParseWithOpts(req->document_json[0] ? req->document_json : "{}", NULL, 1);
 	if(!cJSON_IsObject(doc)){
 		cJSON_Delete(doc);   /* valid JSON but not an object (e.g. an array) */
 		goto fail;
@@ -1984,7 +1984,7 @@ cJSON *job__pb_to_json(const struct Fleetmq__V1__CreateJobRequest *req)
 	}
 	if(req->continuous) cJSON_AddBoolToObject(cmd, "continuous", true);
 	if(req->options_json[0]){
-		opts = cJSON_Parse(req->options_json);
+		opts = cJSON_ParseWithOpts(req->options_json, NULL, 1);
 		if(!cJSON_IsObject(opts)) goto fail;
 		for(it = opts->child; it; it = next){
 			next = it->next;
