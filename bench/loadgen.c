@@ -104,6 +104,7 @@ struct opts {
 	bool wait_release;
 	double rate;                /* shadow: open-loop updates/s (0 = closed loop) */
 	int probe_clients;          /* fanout: clients sharing --probe-hz */
+	bool retained;              /* connected: devices also publish a retained presence-sized message */
 	double after_s;             /* fanout: probe the release phase this long after fan-out */
 };
 
@@ -113,7 +114,7 @@ static struct opts O = {
 	.size = 64, .metrics = 10, .devices = 0, .connect_window = 64, .keepalive = 60, .timeout_s = 600,
 	.spread = true, .checkpoints = NULL, .batch = 100, .ctl_window = 4, .id_start = 0,
 	.artifact_file = NULL, .artifact_name = "bench-fw.bin", .chunk = 65536, .hold_s = 5.0,
-	.probe_hz = 100.0, .baseline_s = 2.0, .tag = NULL, .wait_release = false, .rate = 0, .probe_clients = 10, .after_s = 5.0,
+	.probe_hz = 100.0, .baseline_s = 2.0, .tag = NULL, .wait_release = false, .rate = 0, .probe_clients = 50, .after_s = 5.0,
 };
 
 /* =========================================================================
@@ -261,6 +262,18 @@ static long proc_rss_kib(long pid)
 	return kib;
 }
 
+/* 1-minute load average: how busy the shared machine was */
+static double loadavg1(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+	if(f){
+		if(fscanf(f, "%lf", &l) != 1) l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
 static double self_cpu_s(void)
 {
 	struct rusage ru;
@@ -301,6 +314,7 @@ static void print_cpu(const struct window *w, uint64_t units)
 	double b = w->bcpu0 >= 0 && w->bcpu1 >= 0 ? w->bcpu1 - w->bcpu0 : -1;
 	printf(" broker_cpu=%.3f lg_cpu=%.3f", b >= 0 && s > 0 ? b / s : -1, s > 0 ? (w->scpu1 - w->scpu0) / s : -1);
 	if(b >= 0 && units) printf(" broker_us_per_msg=%.2f", b * 1e6 / (double)units);
+	printf(" load1=%.2f", loadavg1());
 }
 
 static void result_head(const char *scenario)
@@ -1723,7 +1737,6 @@ static bool probe_msg(struct client *c, const struct mosquitto_message *msg)
 	if(msg->payloadlen >= 8){
 		memcpy(&t, msg->payload, sizeof(t));
 		if(PR.cur && t <= now) lat_add(PR.cur, now - t);
-		if(getenv("LG_DEBUG_PROBE")) fprintf(stderr, "probe %s sent %.3f rtt %.3f ms\n", c->id, (double)(t % 100000000) / 1e6, (double)(now - t) / 1e3);
 	}
 	c->inflight--;
 	PR.recv++;
@@ -1835,10 +1848,11 @@ static int scenario_fanout(void)
 	if(t_rel) printf(" release_s=%.3f", (double)(t_rel - t_create) / 1e6);
 	printf(" probe_clients=%d probe_hz=%.0f", PR.n, O.probe_hz);
 	printf(" probe_p50_ms=%.3f probe_p99_ms=%.3f probe_max_ms=%.3f probes=%zu base_p50_ms=%.3f base_p99_ms=%.3f base_max_ms=%.3f"
-			" release_p50_ms=%.3f release_p99_ms=%.3f release_max_ms=%.3f release_probes=%zu rss_kib=%ld\n",
+			" release_p50_ms=%.3f release_p99_ms=%.3f release_max_ms=%.3f release_probes=%zu rss_kib=%ld load1=%.2f\n",
 			lat_ms(&PR.during, 50), lat_ms(&PR.during, 99), lat_ms(&PR.during, 100), PR.during.n,
 			lat_ms(&PR.base, 50), lat_ms(&PR.base, 99), lat_ms(&PR.base, 100),
-			lat_ms(&PR.after, 50), lat_ms(&PR.after, 99), lat_ms(&PR.after, 100), PR.after.n, proc_rss_kib(O.broker_pid));
+			lat_ms(&PR.after, 50), lat_ms(&PR.after, 99), lat_ms(&PR.after, 100), PR.after.n, proc_rss_kib(O.broker_pid),
+			loadavg1());
 	fflush(stdout);
 	disconnect_all(5);
 	engine_free();
@@ -1868,6 +1882,7 @@ static struct {
 	struct job_state js;
 	char job_id[96];
 	uint64_t hello_rejected;
+	struct window w;
 } RC;
 
 static void rc_hello(struct client *c)
@@ -2002,15 +2017,19 @@ reconnect:
 		E.c[i].tries = 0;
 		if(E.c[i].state == CS_FAILED) E.c[i].state = CS_IDLE;
 	}
-	RC.t0 = now_us();
+	window_start(&RC.w);
+	RC.t0 = RC.w.t0;
 	for(i = 0; i < nd; i++) queue_connect(&E.c[i]);
 	ok = run_until(rc_all_notified, 120);
+	window_stop(&RC.w);
 	result_head("reconnect");
 	printf(" devices=%zu notified=%zu total_s=%.3f connack_all_s=%.3f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f"
-			" half_notified_s=%.3f connect_window=%d connect_fail=%" PRIu64 " hello_rejected=%" PRIu64 "\n",
+			" half_notified_s=%.3f connect_window=%d connect_fail=%" PRIu64 " hello_rejected=%" PRIu64
+			" broker_cpu_s=%.2f lg_cpu_s=%.2f load1=%.2f\n",
 			nd, RC.notified, ok ? (double)(RC.t_last_notify - RC.t0) / 1e6 : -1, (double)(RC.t_last_connack - RC.t0) / 1e6,
 			lat_ms(&RC.lat, 50), lat_ms(&RC.lat, 99), lat_ms(&RC.lat, 100), lat_ms(&RC.since_t0, 50) / 1000.0,
-			O.connect_window, E.n_connect_fail, RC.hello_rejected);
+			O.connect_window, E.n_connect_fail, RC.hello_rejected,
+			RC.w.bcpu0 >= 0 ? RC.w.bcpu1 - RC.w.bcpu0 : -1, RC.w.scpu1 - RC.w.scpu0, loadavg1());
 	fflush(stdout);
 	disconnect_all(30);
 	engine_free();
@@ -2074,13 +2093,15 @@ static void cn_msg(struct client *c, const struct mosquitto_message *m, const mo
 	}
 }
 
-static bool cn_all_hello(void) { return CN.hello_done + E.n_connect_fail + E.n_refused >= (size_t)O.devices && E.cq_len == 0 && E.connecting == 0; }
+
+static size_t g_cn_target;
+static bool cn_target_hello(void) { return CN.hello_done + E.n_connect_fail + E.n_refused >= g_cn_target && E.cq_len == 0 && E.connecting == 0; }
 
 static int scenario_connected(void)
 {
-	size_t i, nd = (size_t)(O.devices > 0 ? O.devices : 10000);
+	size_t i, nd = (size_t)(O.devices > 0 ? O.devices : 10000), half = nd / 2;
 	char id[48];
-	long base, rss;
+	long base, rss, rss_half = -1;
 	uint64_t t0, hold_end, t_setup;
 	size_t next_hb = 0;
 
@@ -2095,11 +2116,21 @@ static int scenario_connected(void)
 	E.h = (struct hooks){ .up = cn_up, .sub = cn_sub, .msg = cn_msg, .pub = cn_pub };
 	base = proc_rss_kib(O.broker_pid);
 	t0 = now_us();
-	for(i = 0; i < nd; i++) queue_connect(&E.c[i]);
-	if(!run_until(cn_all_hello, (double)O.timeout_s)) note("connected: only %zu of %zu devices said hello", CN.hello_done, nd);
+	/* first half, RSS, second half: the slope excludes fixed costs (caches) */
+	g_cn_target = half;
+	for(i = 0; i < half; i++) queue_connect(&E.c[i]);
+	if(!run_until(cn_target_hello, (double)O.timeout_s)) note("connected: only %zu of %zu devices said hello", CN.hello_done, half);
+	run_for(1.0);
+	rss_half = proc_rss_kib(O.broker_pid);
+	g_cn_target = nd;
+	for(i = half; i < nd; i++) queue_connect(&E.c[i]);
+	if(!run_until(cn_target_hello, (double)O.timeout_s)) note("connected: only %zu of %zu devices said hello", CN.hello_done, nd);
 	t_setup = now_us();
 	note("%zu devices connected and said hello in %.1f s", CN.hello_done, (double)(t_setup - t0) / 1e6);
-	/* hold: spread one heartbeat per device over the hold time */
+	/* hold: spread one heartbeat per device over the hold time; with
+	 * --retained each device also publishes one retained message of the size
+	 * of a Presence record on fleet/<id>/presence (what the plugin does), to
+	 * attribute that part of the plugin's memory to Mosquitto's retain store */
 	hold_end = now_us() + (uint64_t)(O.hold_s * 1e6);
 	while(now_us() < hold_end){
 		uint64_t now = now_us();
@@ -2109,15 +2140,23 @@ static int scenario_connected(void)
 			struct client *c = &E.c[next_hb];
 			snprintf(topic, sizeof(topic), "%s/%s/telemetry", O.prefix, c->id);
 			if(lg_publish(c, NULL, topic, CN.hb_len, CN.hb, 1, NULL) == MOSQ_ERR_SUCCESS) CN.hb_sent++;
+			if(O.retained){
+				static const uint8_t pres[40] = { 8, 1, 16, 0xe8, 0x07, 24, 0xe8, 0x07, 32, 0xe8, 0x07, 42, 5, 'b', 'e', 'n', 'c', 'h',
+						50, 17, 'f', 'l', 'e', 'e', 't', 'm', 'q', '-', 'l', 'o', 'a', 'd', 'g', 'e', 'n', '/', '1' };
+				snprintf(topic, sizeof(topic), "%s/%s/presence", O.prefix, c->id);
+				if(c->fd >= 0) mosquitto_publish_v5(c->m, NULL, topic, 37, pres, 1, true, NULL);
+				arm_out(c);
+			}
 		}
 		engine_step();
 	}
 	run_for(1.0);
 	rss = proc_rss_kib(O.broker_pid);
-	result_head("memory-connected");
-	printf(" devices=%zu connected=%zu rss_kib=%ld base_kib=%ld per_device_b=%.1f setup_s=%.2f heartbeats=%" PRIu64
-			" lost=%" PRIu64 " connect_fail=%" PRIu64 "\n",
+	result_head(O.retained ? "memory-connected-retained" : "memory-connected");
+	printf(" devices=%zu connected=%zu rss_kib=%ld base_kib=%ld per_device_b=%.1f half_rss_kib=%ld marginal_b=%.1f setup_s=%.2f"
+			" heartbeats=%" PRIu64 " lost=%" PRIu64 " connect_fail=%" PRIu64 "\n",
 			nd, E.n_up, rss, base, rss >= 0 && base >= 0 && E.n_up ? (double)(rss - base) * 1024.0 / (double)E.n_up : -1,
+			rss_half, rss >= 0 && rss_half >= 0 ? (double)(rss - rss_half) * 1024.0 / (double)(nd - half) : -1,
 			(double)(t_setup - t0) / 1e6, CN.hb_sent, E.n_lost, E.n_connect_fail);
 	fflush(stdout);
 	disconnect_all(60);
@@ -2179,6 +2218,16 @@ static double median(const char *sc, const char *br, const char *key, const char
 	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
 }
 
+static double median_all(const char *key)
+{
+	double v[1024];
+	size_t i, k = 0;
+	for(i = 0; i < NS && k < 1024; i++) if(!strcmp(S[i].key, key) && S[i].v >= 0) v[k++] = S[i].v;
+	if(!k) return -1;
+	qsort(v, k, sizeof(v[0]), cmp_double);
+	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
 static void fmt(char *buf, size_t n, double v, int prec)
 {
 	if(v < 0) snprintf(buf, n, "n/a");
@@ -2190,18 +2239,28 @@ static const char *met(bool have, bool ok)
 	return !have ? "n/a" : ok ? "**met**" : "**missed**";
 }
 
+/* Throughput row: ratio of medians, and the CPU-cost ratio (vanilla broker
+ * CPU per message / plugin broker CPU per message), which does not depend on
+ * how much CPU the shared machine left to the broker. */
 static void row_ratio(const char *title, const char *sc, const char *key, const char *unit, int prec, double goal)
 {
 	int nv, np;
 	double v = median(sc, "vanilla", key, NULL, &nv), p = median(sc, "plugin", key, NULL, &np);
-	char a[32], b[32], r[32], g[32];
-	double ratio = v > 0 && p >= 0 ? p / v : -1;
+	double vc = median(sc, "vanilla", "broker_us_per_msg", NULL, NULL), pc = median(sc, "plugin", "broker_us_per_msg", NULL, NULL);
+	char a[32], b[32], r[32], g[32], cr[32];
+	double ratio = v > 0 && p >= 0 ? p / v : -1, cratio = vc > 0 && pc > 0 ? vc / pc : -1;
+	const char *verdict;
 
 	fmt(a, sizeof(a), v, prec);
 	fmt(b, sizeof(b), p, prec);
 	fmt(r, sizeof(r), ratio, 2);
+	fmt(cr, sizeof(cr), cratio, 2);
 	snprintf(g, sizeof(g), ">= %.2f", goal);
-	printf("| %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", title, unit, a, b, r, g, met(ratio >= 0, ratio >= goal), nv, np);
+	if(ratio < 0) verdict = "n/a";
+	else if(ratio >= goal) verdict = "**met**";
+	else if(cratio >= goal) verdict = "**missed** on throughput, met on CPU cost";
+	else verdict = "**missed**";
+	printf("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", title, unit, a, b, r, cr, g, verdict, nv, np);
 }
 
 /* op: "<", "<=" or ">="; goal < 0: no goal */
@@ -2217,7 +2276,7 @@ static void row_abs(const char *title, const char *sc, const char *key, const ch
 	if(goal >= 0) snprintf(g, sizeof(g), "%s %.*f", op, prec, goal);
 	else snprintf(g, sizeof(g), "-");
 	ok = !strcmp(op, "<") ? p < goal : !strcmp(op, "<=") ? p <= goal : p >= goal;
-	printf("| %s | %s | %s | %s | - | %s | %s | -/%d |\n", title, unit, vanilla_cell ? vanilla_cell : "-", b, g,
+	printf("| %s | %s | %s | %s | - | - | %s | %s | -/%d |\n", title, unit, vanilla_cell ? vanilla_cell : "-", b, g,
 			goal >= 0 ? met(p >= 0, ok) : "-", np);
 }
 
@@ -2251,8 +2310,8 @@ static int report(const char *path)
 	}
 	fclose(f);
 
-	printf("| Scenario | Unit | Vanilla | Plugin | Plugin / vanilla | Goal | Result | Runs (v/p) |\n");
-	printf("| --- | --- | ---: | ---: | ---: | --- | --- | --- |\n");
+	printf("| Scenario | Unit | Vanilla | Plugin | Plugin / vanilla | CPU-cost ratio | Goal | Result | Runs (v/p) |\n");
+	printf("| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- |\n");
 	row_ratio("1. pub/sub QoS 0, plain topic", "pubsub-qos0", "rate", "msgs/s", 0, 0.95);
 	row_ratio("1. pub/sub QoS 1, plain topic", "pubsub-qos1", "rate", "msgs/s", 0, 0.95);
 	row_ratio("2. telemetry (decoded by the plugin)", "telemetry", "rate", "batches/s", 0, 0.8);
@@ -2269,7 +2328,15 @@ static int report(const char *path)
 		snprintf(title, sizeof(title), "3. shadow update -> accepted latency p50 at %.0f updates/s (open loop)", off);
 		row_abs(title, "shadow-latency", "p50_ms", NULL, "ms", 2, -1, "<", c1);
 	}
-	row_abs("4. reconnect: all devices have their JobNotify", "reconnect", "total_s", NULL, "s", 2, 5, "<", NULL);
+	{
+		char cell[64], title[160];
+		fmt(c1, sizeof(c1), median("reconnect", "vanilla", "total_s", NULL, NULL), 2);
+		snprintf(cell, sizeof(cell), "%s (hello PUBACK)", c1);
+		snprintf(title, sizeof(title), "4. reconnect %.0f devices: all have their JobNotify", median("reconnect", "plugin", "devices", NULL, NULL));
+		row_abs(title, "reconnect", "total_s", NULL, "s", 2, 5, "<", cell);
+		fmt(c1, sizeof(c1), median("reconnect", "vanilla", "broker_cpu_s", NULL, NULL), 2);
+		row_abs("4. reconnect: broker CPU used", "reconnect", "broker_cpu_s", NULL, "s", 2, -1, "<", c1);
+	}
 	row_abs("5. fan-out: createJob -> ack", "fanout", "create_ack_ms", NULL, "ms", 1, 2000, "<", NULL);
 	row_abs("5. fan-out: createJob -> targetsComplete", "fanout", "fanout_s", NULL, "s", 2, -1, "<", NULL);
 	{
@@ -2300,21 +2367,34 @@ static int report(const char *path)
 		double d = median("memory-restart", "plugin", "devices", NULL, NULL);
 		double per = base >= 0 && rss >= 0 && d > 0 ? (rss - base) * 1024.0 / d : -1;
 		fmt(c1, sizeof(c1), per, 0);
-		printf("| 6. RSS per registered offline device after a restart, %.0f devices | B | - | %s | - | <= 1024 | %s | -/%d |\n",
+		printf("| 6. RSS per registered offline device after a restart, %.0f devices | B | - | %s | - | - | <= 1024 | %s | -/%d |\n",
 				d, c1, met(per >= 0, per <= 1024), np);
 	}
-	a = median("memory-connected", "vanilla", "per_device_b", NULL, &nv);
-	b = median("memory-connected", "plugin", "per_device_b", NULL, &np);
-	fmt(c1, sizeof(c1), a, 0);
-	fmt(c2, sizeof(c2), b, 0);
-	fmt(c3, sizeof(c3), a > 0 && b >= 0 ? b / a : -1, 2);
-	printf("| 6. RSS per connected device (hello + heartbeat), %.0f devices: total | B | %s | %s | %s | <= 2048 | %s | %d/%d |\n",
-			median("memory-connected", "plugin", "devices", NULL, NULL), c1, c2, c3, met(b >= 0, b <= 2048), nv, np);
-	fmt(c3, sizeof(c3), a >= 0 && b >= 0 ? b - a : -1, 0);
-	printf("| 6. RSS per connected device: plugin's share (plugin - vanilla) | B | - | %s | - | <= 2048 | %s | %d/%d |\n",
-			c3, met(a >= 0 && b >= 0, b - a <= 2048), nv, np);
+	{
+		double r = median("memory-connected-retained", "vanilla", "per_device_b", NULL, NULL);
+		a = median("memory-connected", "vanilla", "per_device_b", NULL, &nv);
+		b = median("memory-connected", "plugin", "per_device_b", NULL, &np);
+		fmt(c1, sizeof(c1), a, 0);
+		fmt(c2, sizeof(c2), b, 0);
+		fmt(c3, sizeof(c3), a > 0 && b >= 0 ? b / a : -1, 2);
+		printf("| 6. RSS per connected device (hello + heartbeat), %.0f devices: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
+				median("memory-connected", "plugin", "devices", NULL, NULL), c1, c2, c3, met(b >= 0, b <= 2048), nv, np);
+		fmt(c1, sizeof(c1), median("memory-connected", "vanilla", "marginal_b", NULL, NULL), 0);
+		fmt(c2, sizeof(c2), median("memory-connected", "plugin", "marginal_b", NULL, NULL), 0);
+		printf("| 6. RSS per connected device: marginal (second half of the devices) | B | %s | %s | - | - | - | - | %d/%d |\n",
+				c1, c2, nv, np);
+		fmt(c3, sizeof(c3), a >= 0 && b >= 0 ? b - a : -1, 0);
+		printf("| 6. RSS per connected device: plugin's share (plugin - vanilla) | B | - | %s | - | - | <= 2048 | %s | %d/%d |\n",
+				c3, met(a >= 0 && b >= 0, b - a <= 2048), nv, np);
+		fmt(c1, sizeof(c1), r >= 0 && a >= 0 ? r - a : -1, 0);
+		fmt(c3, sizeof(c3), r >= 0 && b >= 0 ? b - r : -1, 0);
+		printf("| 6. ... of which Mosquitto's retained presence record (vanilla + 1 retained msg/device - vanilla) | B | %s | - | - | - | - | - | - |\n", c1);
+		printf("| 6. ... of which the plugin itself (plugin - vanilla with retained msgs) | B | - | %s | - | - | - | - | - |\n", c3);
+	}
 	row_ratio("7. artifact transfer (plugin chunks vs raw publish)", "artifact", "rate_mib_s", "MiB/s", 1, 0.8);
 
+	printf("\nCPU-cost ratio = vanilla broker CPU per message / plugin broker CPU per message (1.0 = same cost). Median 1-minute load"
+			" average of the machine during the measurements: %.2f.\n", median_all("load1"));
 	printf("\nBroker CPU per message (median, microseconds; broker_cpu = cores used by the broker, lg_cpu = by the load generator):\n\n");
 	printf("| Scenario | Vanilla us/msg | Plugin us/msg | Plugin / vanilla | Vanilla broker_cpu | Plugin broker_cpu | Vanilla lg_cpu | Plugin lg_cpu |\n");
 	printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -2388,9 +2468,9 @@ static void usage(FILE *f)
 		"artifact:  --artifact-file F --artifact-name NAME (bench-fw.bin) --chunk B (65536) --window W (4)\n"
 		"reconnect: --devices N (10000)\n"
 		"register:  --devices N --checkpoints a,b,.. --batch B (100) --ctl-window R (4) --id-start K (0)\n"
-		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (10) --baseline S (2)\n"
+		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (50) --baseline S (2)\n"
 		"           --after S (5: keep probing the release phase after fan-out) | --wait-release (until all released)\n"
-		"connected: --devices N (10000) --hold S (5)\n");
+		"connected: --devices N (10000) --hold S (5) --retained (vanilla: also one retained presence-sized message each)\n");
 }
 
 int main(int argc, char **argv)
@@ -2403,7 +2483,7 @@ int main(int argc, char **argv)
 		{ "no-spread", 0, 0, 'S' }, { "checkpoints", 1, 0, 'K' }, { "batch", 1, 0, 'b' }, { "ctl-window", 1, 0, 'R' },
 		{ "id-start", 1, 0, 'i' }, { "artifact-file", 1, 0, 'f' }, { "artifact-name", 1, 0, 'N' }, { "chunk", 1, 0, 'z' },
 		{ "hold", 1, 0, 'H' }, { "probe-hz", 1, 0, 'Z' }, { "baseline", 1, 0, 'B' }, { "tag", 1, 0, 'T' },
-		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "retained", 0, 0, 'e' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
 	};
 	const char *sc;
 	int opt, rc;
@@ -2475,6 +2555,7 @@ int main(int argc, char **argv)
 			case 'a': O.rate = atof(optarg); break;
 			case 'y': O.probe_clients = atoi(optarg); break;
 			case 'A': O.after_s = atof(optarg); break;
+			case 'e': O.retained = true; break;
 			default: usage(stderr); return 2;
 		}
 	}

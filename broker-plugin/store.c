@@ -313,9 +313,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 		"  retry_at_ms = excluded.retry_at_ms, progress = excluded.progress,"
 		"  step = excluded.step, details_json = excluded.details_json",
 	[ST_EXEC_GET] = "SELECT " EXEC_COLUMNS " FROM executions WHERE job_id = ?1 AND device_id = ?2",
-	/* active = QUEUED (1) or IN_PROGRESS (2); IN_PROGRESS first */
+	/* active = QUEUED (1) or IN_PROGRESS (2); IN_PROGRESS first. A range,
+	 * not "IN (1, 2)": SQLite builds an ephemeral table for an IN list on
+	 * every run, which was most of the cost of a hello (docs/BENCHMARKS.md). */
 	[ST_EXEC_DEVICE_ACTIVE] =
-		"SELECT " EXEC_COLUMNS " FROM executions WHERE device_id = ?1 AND status IN (1, 2)"
+		"SELECT " EXEC_COLUMNS " FROM executions WHERE device_id = ?1 AND status BETWEEN 1 AND 2"
 		" ORDER BY status = 2 DESC, seq",
 	[ST_EXEC_DEVICE_ALL] = "SELECT " EXEC_COLUMNS " FROM executions WHERE device_id = ?1 ORDER BY seq",
 	/* ?2 status (-1 any), ?3 after_device, ?4 limit. The status term is an OR
@@ -341,7 +343,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 		" AND (?2 = 0 OR canary = 1) AND (?3 = 0 OR (status >= 3 AND retry_at_ms = 0))"
 		" GROUP BY status",
 	[ST_EXEC_COUNT_DEVICE_ACTIVE] =
-		"SELECT count(*) FROM executions WHERE device_id = ?1 AND status IN (1, 2)",
+		"SELECT count(*) FROM executions WHERE device_id = ?1 AND status BETWEEN 1 AND 2",
 	[ST_MAX_SEQ] =
 		"SELECT max(coalesce((SELECT max(seq) FROM jobs), 0),"
 		"           coalesce((SELECT max(seq) FROM executions), 0))",
