@@ -42,7 +42,7 @@ const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 	{ "security.require_username_match", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(require_username_match), 0, NULL,
 		"A device's MQTT username must equal its client id to use fleet topics, so one device cannot pose as another by choosing its client id." },
 	{ "security.other_topics", FM_CFG_ENUM, "defer", 0, 0, other_choices, OFF(other_topics), 0, NULL,
-		"Access to topics outside the fleet prefix. defer: left to the other mechanisms (password_file/acl_file, dynamic-security); note that Mosquitto denies what every mechanism defers. allow: granted, for a broker whose only access control is fleetmq (load fleetmq after any other ACL plugin)." },
+		"Access to topics outside the fleet prefix. defer: left to the other mechanisms (password_file/acl_file, dynamic-security); note that Mosquitto denies what every mechanism defers. allow: granted, only for a broker whose only access control is fleetmq: dynamic-security and acl_file express their default deny as a defer, which allow would turn into a grant." },
 	{ "log.rejections", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(log_rejections), 0, NULL,
 		"Log every rejected request (device, topic, code, reason) at warning level." },
 	{ "control.max_payload_bytes", FM_CFG_INT, "4194304", 1024, 67108864, NULL, OFF(control_max_payload_bytes), 0, "bytes",
