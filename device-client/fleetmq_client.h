@@ -692,6 +692,21 @@ struct fleetmq_client_stats {
 /* Snapshot of the counters. Returns OK or ERR_INVALID. */
 int fleetmq_client_get_stats(struct fleetmq_client *c, struct fleetmq_client_stats *out);
 
+/* ---- update approval (the agent's "ask" policy) ----------------------------
+ * Under update.policy "ask", fleetmq-agent holds an update job (reported as
+ * IN_PROGRESS, step "awaiting-approval") until the device's application
+ * decides. The decision is a small file in the agent's state directory,
+ * written atomically (tmp + fsync + rename + directory fsync) so it survives
+ * a power cut and is never read half-written:
+ *   state_dir  the agent's state_dir (config key state_dir)
+ *   job_id     the held job's id, or "*" for whichever update is held
+ *   approve    true = install now, false = refuse it (the job ends
+ *              REJECTED on this device)
+ * Does not need a client object and may be called from any process that can
+ * write the directory. Returns OK, ERR_INVALID (NULL/empty arguments, a
+ * job id with white space or longer than 128 bytes) or ERR_IO. */
+int fleetmq_client_update_decide(const char *state_dir, const char *job_id, bool approve);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "fleetmq_client.h"
 #include "artifact_sig.h"
 
 #define JOB_TIMEOUT_MS 30000
@@ -834,8 +835,9 @@ static void test_agent_update_ask_policy_waits_for_approval(void)
 	fm_sleep_ms(1000);
 	assert_slot(&d, "a", "1.0.0");
 	/* the local approval */
+	/* the local approval, as the device's application gives it: through the library */
+	FM_ASSERT(fleetmq_client_update_decide(d.state, "upd-ask", true) == FLEETMQ_CLIENT_OK, "approval not written");
 	snprintf(path, sizeof(path), "%s/update-approval", d.state);
-	write_file(path, "approve upd-ask\n", 16);
 	r = expect_exec(&d, "upd-ask", "SUCCEEDED", JOB_TIMEOUT_MS);
 	cJSON_Delete(r);
 	assert_slot(&d, "b", "1.4.0");
