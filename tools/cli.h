@@ -170,6 +170,18 @@ void cli_session_rearm(struct cli_session *s);
  * response subscription; message printed). */
 int cli_control_call(struct cli_session *s, const cJSON *commands, cJSON **root);
 
+/* Page through a list command of the operator API: send `command` with
+ * "limit" (at most page_max) plus the members of `extra` (borrowed, may be
+ * NULL) and, from the second page on, <cursor_req> = the previous
+ * response's <cursor_resp>; append (copies of) data.<array_key> items to
+ * `all` until it holds `limit` items, a page comes back empty or there is no
+ * next cursor. `what` names the command in error messages. *more (may be
+ * NULL) tells whether the server had a next page when collection stopped.
+ * Returns CLI_EXIT_OK or the error of the failing call. */
+int cli_collect_pages(struct cli_session *s, const char *command, const char *what, const cJSON *extra,
+		const char *cursor_req, const char *cursor_resp, const char *array_key,
+		uint64_t page_max, uint64_t limit, cJSON *all, bool *more_out);
+
 /* Check response i of root: returns its "data" (borrowed; an empty object
  * is returned as is) or NULL after printing "fleetmq: <what>: <error>" (with
  * hints for FORBIDDEN) and setting *rc = CLI_EXIT_REFUSED. code_out (may be

@@ -74,8 +74,8 @@ int cmd_audit(const struct cli_globals *g, const struct cli_args *a)
 	struct cli_table *t = NULL;
 	cJSON *all = NULL, *root = NULL, *out = NULL;
 	const char *actor = cli_opt(a, OPT_ACTOR), *target = cli_opt(a, OPT_TARGET);
-	uint64_t limit = DEFAULT_AUDIT_LIMIT, since = 0, before = 0;
-	bool more = true;
+	uint64_t limit = DEFAULT_AUDIT_LIMIT, since = 0;
+	bool more = false;
 	int rc;
 
 	rc = cli_opt_uint(a, OPT_LIMIT, 1, 1000000, &limit, NULL);
@@ -88,38 +88,18 @@ int cmd_audit(const struct cli_globals *g, const struct cli_args *a)
 	all = cJSON_CreateArray();
 	if(!all) return cli_oom();
 	rc = cli_session_open(g, &s);
-	while(rc == CLI_EXIT_OK && more && (uint64_t)cJSON_GetArraySize(all) < limit){
-		uint64_t want = limit - (uint64_t)cJSON_GetArraySize(all);
-		cJSON *cmds = cJSON_CreateArray(), *cmd = cJSON_CreateObject();
-		const cJSON *data, *it, *entries;
-
-		if(!cmds || !cmd || !cJSON_AddItemToArray(cmds, cmd)){
-			cJSON_Delete(cmds);
-			cJSON_Delete(cmd);
+	if(rc == CLI_EXIT_OK){
+		cJSON *filter = cJSON_CreateObject();
+		if(!filter){
 			rc = cli_oom();
-			break;
+		}else{
+			if(actor) cJSON_AddStringToObject(filter, "actor", actor);
+			if(target) cJSON_AddStringToObject(filter, "target", target);
+			if(since) cJSON_AddNumberToObject(filter, "sinceMs", (double)since);
+			rc = cli_collect_pages(s, "getAuditLog", "audit", filter, "beforeSeq", "nextBeforeSeq", "entries",
+					PAGE_AUDIT, limit, all, &more);
+			cJSON_Delete(filter);
 		}
-		if(want > PAGE_AUDIT) want = PAGE_AUDIT;
-		cJSON_AddStringToObject(cmd, "command", "getAuditLog");
-		cJSON_AddNumberToObject(cmd, "limit", (double)want);
-		if(actor) cJSON_AddStringToObject(cmd, "actor", actor);
-		if(target) cJSON_AddStringToObject(cmd, "target", target);
-		if(since) cJSON_AddNumberToObject(cmd, "sinceMs", (double)since);
-		if(before) cJSON_AddNumberToObject(cmd, "beforeSeq", (double)before);
-		cli_session_rearm(s);
-		rc = cli_control_call(s, cmds, &root);
-		cJSON_Delete(cmds);
-		if(rc != CLI_EXIT_OK) break;
-		data = cli_response_data(root, 0, "audit", &rc, NULL);
-		if(!data) break;
-		entries = cJSON_GetObjectItemCaseSensitive(data, "entries");
-		cJSON_ArrayForEach(it, entries){
-			cJSON_AddItemToArray(all, cJSON_Duplicate(it, 1));
-		}
-		before = cli_ju64(data, "nextBeforeSeq");
-		more = before > 0 && cJSON_GetArraySize(entries) > 0;
-		cJSON_Delete(root);
-		root = NULL;
 	}
 	cli_session_close(s);
 	if(rc != CLI_EXIT_OK) goto cleanup;

@@ -510,8 +510,7 @@ int cmd_jobs_list(const struct cli_globals *g, const struct cli_args *a)
 	cJSON *all = NULL, *root = NULL, *out = NULL;
 	const char *status = NULL;
 	char status_buf[32];
-	uint64_t limit = UINT64_MAX, after = 0;
-	bool more = true;
+	uint64_t limit = UINT64_MAX;
 	int rc;
 
 	rc = cli_opt_uint(a, OPT_LIMIT, 1, 100000000, &limit, NULL);
@@ -522,36 +521,16 @@ int cmd_jobs_list(const struct cli_globals *g, const struct cli_args *a)
 	all = cJSON_CreateArray();
 	if(!all) return cli_oom();
 	rc = cli_session_open(g, &s);
-	while(rc == CLI_EXIT_OK && more && (uint64_t)cJSON_GetArraySize(all) < limit){
-		uint64_t want = limit - (uint64_t)cJSON_GetArraySize(all);
-		cJSON *cmds = cJSON_CreateArray(), *cmd = cJSON_CreateObject();
-		const cJSON *data, *it, *jobs;
-
-		if(!cmds || !cmd || !cJSON_AddItemToArray(cmds, cmd)){
-			cJSON_Delete(cmds);
-			cJSON_Delete(cmd);
+	if(rc == CLI_EXIT_OK){
+		cJSON *filter = cJSON_CreateObject();
+		if(!filter){
 			rc = cli_oom();
-			break;
+		}else{
+			if(status) cJSON_AddStringToObject(filter, "status", status);
+			rc = cli_collect_pages(s, "listJobs", "jobs list", filter, "afterSeq", "nextAfterSeq", "jobs",
+					PAGE_JOBS, limit, all, NULL);
+			cJSON_Delete(filter);
 		}
-		if(want > PAGE_JOBS) want = PAGE_JOBS;
-		cJSON_AddStringToObject(cmd, "command", "listJobs");
-		cJSON_AddNumberToObject(cmd, "limit", (double)want);
-		if(after) cJSON_AddNumberToObject(cmd, "afterSeq", (double)after);
-		if(status) cJSON_AddStringToObject(cmd, "status", status);
-		cli_session_rearm(s);
-		rc = cli_control_call(s, cmds, &root);
-		cJSON_Delete(cmds);
-		if(rc != CLI_EXIT_OK) break;
-		data = cli_response_data(root, 0, "jobs list", &rc, NULL);
-		if(!data) break;
-		jobs = cJSON_GetObjectItemCaseSensitive(data, "jobs");
-		cJSON_ArrayForEach(it, jobs){
-			cJSON_AddItemToArray(all, cJSON_Duplicate(it, 1));
-		}
-		after = cli_ju64(data, "nextAfterSeq");
-		more = after > 0 && cJSON_GetArraySize(jobs) > 0;
-		cJSON_Delete(root);
-		root = NULL;
 	}
 	cli_session_close(s);
 	if(rc != CLI_EXIT_OK) goto cleanup;

@@ -563,3 +563,47 @@ int cli_session_read_retained(struct cli_session *s, char *const *filters, int c
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
+
+int cli_collect_pages(struct cli_session *s, const char *command, const char *what, const cJSON *extra,
+		const char *cursor_req, const char *cursor_resp, const char *array_key,
+		uint64_t page_max, uint64_t limit, cJSON *all, bool *more_out)
+{
+	uint64_t cursor = 0;
+	bool more = true;
+	int rc = CLI_EXIT_OK;
+
+	while(more && (uint64_t)cJSON_GetArraySize(all) < limit){
+		uint64_t want = limit - (uint64_t)cJSON_GetArraySize(all);
+		cJSON *cmds = cJSON_CreateArray(), *cmd = extra ? cJSON_Duplicate(extra, 1) : cJSON_CreateObject();
+		cJSON *root = NULL;
+		const cJSON *data, *it, *items;
+
+		if(!cmds || !cmd || !cJSON_AddItemToArray(cmds, cmd)){
+			cJSON_Delete(cmds);
+			cJSON_Delete(cmd);
+			return cli_oom();
+		}
+		if(want > page_max) want = page_max;
+		cJSON_AddStringToObject(cmd, "command", command);
+		cJSON_AddNumberToObject(cmd, "limit", (double)want);
+		if(cursor) cJSON_AddNumberToObject(cmd, cursor_req, (double)cursor);
+		cli_session_rearm(s);
+		rc = cli_control_call(s, cmds, &root);
+		cJSON_Delete(cmds);
+		if(rc != CLI_EXIT_OK) break;
+		data = cli_response_data(root, 0, what, &rc, NULL);
+		if(!data){
+			cJSON_Delete(root);
+			break;
+		}
+		items = cJSON_GetObjectItemCaseSensitive(data, array_key);
+		cJSON_ArrayForEach(it, items){
+			cJSON_AddItemToArray(all, cJSON_Duplicate(it, 1));
+		}
+		cursor = cli_ju64(data, cursor_resp);
+		more = cursor > 0 && cJSON_GetArraySize(items) > 0;
+		cJSON_Delete(root);
+	}
+	if(more_out) *more_out = more;
+	return rc;
+}
