@@ -650,14 +650,14 @@ struct queue_ctx {
 	struct fleetmq_plugin *pl;
 	Fleetmq__V1__JobExecutionSummary *items;
 	char **job_ids;
+	bool *resolved;         /* items[i] filled during the walk */
 	size_t n, cap;
-	size_t n_in_progress;
+	size_t n_in_progress, n_unresolved;
 };
 
-static void fill_summary(struct fleetmq_plugin *pl, Fleetmq__V1__JobExecutionSummary *s, const struct fleetmq_exec_rec *rec)
+static void summary_from_rec(Fleetmq__V1__JobExecutionSummary *s, const struct fleetmq_exec_rec *rec,
+		const struct fleetmq_job *j)
 {
-	struct fleetmq_job *j = job_get(pl, rec->job_id);
-
 	fleetmq__v1__job_execution_summary__init(s);
 	s->status = (Fleetmq__V1__ExecutionStatus)rec->e.status;
 	s->version = rec->e.version;
@@ -668,9 +668,15 @@ static void fill_summary(struct fleetmq_plugin *pl, Fleetmq__V1__JobExecutionSum
 	s->type = j ? (Fleetmq__V1__JobType)j->type : FLEETMQ__V1__JOB_TYPE__JOB_TYPE_UNSPECIFIED;
 }
 
+static void fill_summary(struct fleetmq_plugin *pl, Fleetmq__V1__JobExecutionSummary *s, const struct fleetmq_exec_rec *rec)
+{
+	summary_from_rec(s, rec, job_get(pl, rec->job_id));
+}
+
 static int queue_cb(const struct fleetmq_exec_rec *rec, void *ud)
 {
 	struct queue_ctx *x = ud;
+	struct fleetmq_job *j;
 
 	if(x->n == x->cap){
 		size_t cap = x->cap ? x->cap * 2 : 8;
@@ -681,10 +687,19 @@ static int queue_cb(const struct fleetmq_exec_rec *rec, void *ud)
 		b = fm_realloc(x->job_ids, cap * sizeof(*x->job_ids));
 		if(!b) return FLEETMQ_ERR_NOMEM;
 		x->job_ids = b;
+		b = fm_realloc(x->resolved, cap * sizeof(*x->resolved));
+		if(!b) return FLEETMQ_ERR_NOMEM;
+		x->resolved = b;
 		x->cap = cap;
 	}
 	x->job_ids[x->n] = fm_strdup(rec->job_id);
 	if(!x->job_ids[x->n]) return FLEETMQ_ERR_NOMEM;
+	/* Open jobs are in memory; the type of a job that is not is looked up
+	 * after the walk, since job_get may query the store. */
+	j = job_find(x->pl, rec->job_id);
+	summary_from_rec(&x->items[x->n], rec, j);
+	if(!j) x->n_unresolved++;
+	x->resolved[x->n] = j != NULL;
 	x->items[x->n].job_id = x->job_ids[x->n];
 	if(rec->e.status == FM_EXEC_IN_PROGRESS) x->n_in_progress++;
 	x->n++;
@@ -696,6 +711,7 @@ static void queue_ctx_free(struct queue_ctx *x)
 	size_t i;
 	for(i = 0; i < x->n; i++) fm_free(x->job_ids[i]);
 	fm_free(x->job_ids);
+	fm_free(x->resolved);
 	fm_free(x->items);
 }
 
@@ -709,15 +725,11 @@ static int device_queue(struct fleetmq_plugin *pl, const char *device_id, struct
 	x->pl = pl;
 	rc = fleetmq_store_exec_foreach_device(pl->store, device_id, true, queue_cb, x);
 	if(rc) return rc;
-	/* fill summaries outside the walk (job_get may query the store) */
-	for(i = 0; i < x->n; i++){
-		struct fleetmq_exec_rec rec;
-		memset(&rec, 0, sizeof(rec));
-		if(fleetmq_store_exec_get(pl->store, x->job_ids[i], device_id, &rec) == FLEETMQ_OK){
-			char *id = x->job_ids[i];
-			fill_summary(pl, &x->items[i], &rec);
-			x->items[i].job_id = id;
-		}
+	for(i = 0; i < x->n && x->n_unresolved; i++){
+		struct fleetmq_job *j;
+		if(x->resolved[i]) continue;
+		j = job_get(pl, x->job_ids[i]);
+		if(j) x->items[i].type = (Fleetmq__V1__JobType)j->type;
 	}
 	return FLEETMQ_OK;
 }
@@ -795,64 +807,97 @@ uint64_t job__pending_count(struct fleetmq_plugin *pl, const char *device_id)
 
 /* ---------------------------------------------------------------- targets */
 
-static bool match_device(struct fleetmq_plugin *pl, struct fleetmq_job *j, const char *device_id,
-		bool *canary_group_member)
+/* What target matching needs to know about one device. The record is read
+ * from the store at most once, however many jobs are matched against it
+ * (a hello re-evaluates every open continuous job), and the attribute
+ * objects are parsed only when a job matches on attributes. */
+struct device_view {
+	const char *id;
+	bool tried, ok;
+	char *device_type, *hw_revision, *op_attrs_json, *attrs_json;
+	cJSON *groups, *op_attrs, *attrs;
+};
+
+static void view_init(struct device_view *v, const char *device_id)
+{
+	memset(v, 0, sizeof(*v));
+	v->id = device_id;
+}
+
+static void view_free(struct device_view *v)
+{
+	fm_free(v->device_type);
+	fm_free(v->hw_revision);
+	fm_free(v->op_attrs_json);
+	fm_free(v->attrs_json);
+	cJSON_Delete(v->groups);
+	cJSON_Delete(v->op_attrs);
+	cJSON_Delete(v->attrs);
+	view_init(v, NULL);
+}
+
+static bool view_load(struct fleetmq_plugin *pl, struct device_view *v)
 {
 	struct fleetmq_device_rec rec;
-	cJSON *groups = NULL, *op_attrs = NULL, *attrs = NULL;
+
+	if(v->tried) return v->ok;
+	v->tried = true;
+	memset(&rec, 0, sizeof(rec));
+	if(fleetmq_store_device_get(pl->store, v->id, &rec) != FLEETMQ_OK) return false;
+	/* copies: the record points into the store's scratch, which the next
+	 * store call reuses */
+	v->device_type = fm_strdup(rec.device_type ? rec.device_type : "");
+	v->hw_revision = fm_strdup(rec.hw_revision ? rec.hw_revision : "");
+	v->op_attrs_json = fm_strdup(rec.op_attributes_json ? rec.op_attributes_json : "{}");
+	v->attrs_json = fm_strdup(rec.attributes_json ? rec.attributes_json : "{}");
+	v->groups = cJSON_Parse(rec.groups_json ? rec.groups_json : "[]");
+	v->ok = v->device_type && v->hw_revision && v->op_attrs_json && v->attrs_json;
+	return v->ok;
+}
+
+static bool view_attrs(struct device_view *v)
+{
+	if(!v->op_attrs) v->op_attrs = cJSON_Parse(v->op_attrs_json);
+	if(!v->attrs) v->attrs = cJSON_Parse(v->attrs_json);
+	return v->op_attrs || v->attrs;
+}
+
+static bool match_device(struct fleetmq_plugin *pl, struct fleetmq_job *j, struct device_view *v,
+		bool *canary_group_member)
+{
 	const cJSON *it, *m_attrs;
 	const char *s;
 	bool need_rec = j->t_groups || j->t_match || j->canary_group[0];
-	bool ok = false;
 
 	*canary_group_member = false;
 	if(!need_rec) return j->t_all;
-	memset(&rec, 0, sizeof(rec));
-	if(fleetmq_store_device_get(pl->store, device_id, &rec) != FLEETMQ_OK) return false;
-	groups = cJSON_Parse(rec.groups_json ? rec.groups_json : "[]");
+	if(!view_load(pl, v)) return false;
 	if(j->canary_group[0]){
-		cJSON_ArrayForEach(it, groups){
+		cJSON_ArrayForEach(it, v->groups){
 			if(cJSON_IsString(it) && !strcmp(it->valuestring, j->canary_group)) *canary_group_member = true;
 		}
 	}
-	if(j->t_all){
-		ok = true;
-		goto done;
-	}
+	if(j->t_all) return true;
 	if(j->t_groups){
 		const cJSON *g;
 		cJSON_ArrayForEach(g, j->t_groups){
-			cJSON_ArrayForEach(it, groups){
-				if(cJSON_IsString(it) && !strcmp(it->valuestring, g->valuestring)){
-					ok = true;
-					goto done;
-				}
+			cJSON_ArrayForEach(it, v->groups){
+				if(cJSON_IsString(it) && !strcmp(it->valuestring, g->valuestring)) return true;
 			}
 		}
 	}
-	if(j->t_match){
-		ok = true;
-		if((s = json_str(j->t_match, "deviceType")) && strcmp(s, rec.device_type ? rec.device_type : "")) ok = false;
-		if((s = json_str(j->t_match, "hwRevision")) && strcmp(s, rec.hw_revision ? rec.hw_revision : "")) ok = false;
-		m_attrs = cJSON_GetObjectItemCaseSensitive(j->t_match, "attributes");
-		if(ok && m_attrs){
-			op_attrs = cJSON_Parse(rec.op_attributes_json ? rec.op_attributes_json : "{}");
-			attrs = cJSON_Parse(rec.attributes_json ? rec.attributes_json : "{}");
-			cJSON_ArrayForEach(it, m_attrs){
-				const char *v = json_str(op_attrs, it->string);
-				if(!v) v = json_str(attrs, it->string);
-				if(!v || strcmp(v, it->valuestring)){
-					ok = false;
-					break;
-				}
-			}
-		}
+	if(!j->t_match) return false;
+	if((s = json_str(j->t_match, "deviceType")) && strcmp(s, v->device_type)) return false;
+	if((s = json_str(j->t_match, "hwRevision")) && strcmp(s, v->hw_revision)) return false;
+	m_attrs = cJSON_GetObjectItemCaseSensitive(j->t_match, "attributes");
+	if(!m_attrs) return true;
+	if(!view_attrs(v)) return false;
+	cJSON_ArrayForEach(it, m_attrs){
+		const char *val = json_str(v->op_attrs, it->string);
+		if(!val) val = json_str(v->attrs, it->string);
+		if(!val || strcmp(val, it->valuestring)) return false;
 	}
-done:
-	cJSON_Delete(groups);
-	cJSON_Delete(op_attrs);
-	cJSON_Delete(attrs);
-	return ok;
+	return true;
 }
 
 static bool explicit_target(const struct fleetmq_job *j, const char *device_id)
@@ -915,7 +960,12 @@ static uint64_t fanout_step(struct fleetmq_plugin *pl, struct fleetmq_job *j, ui
 			if(i++ < j->fanout_index) continue;
 			if(done >= budget) return done;
 			cg = false;
-			if(j->canary_group[0]) match_device(pl, j, it->valuestring, &cg);
+			if(j->canary_group[0]){
+				struct device_view v;
+				view_init(&v, it->valuestring);
+				match_device(pl, j, &v, &cg);
+				view_free(&v);
+			}
 			if(add_target(pl, j, it->valuestring, cg, now_ms, &added) != FLEETMQ_OK){
 				mosquitto_log_printf(MOSQ_LOG_ERR, "fleetmq: job %s: cannot add target %s", j->id, it->valuestring);
 			}
@@ -937,9 +987,12 @@ static uint64_t fanout_step(struct fleetmq_plugin *pl, struct fleetmq_job *j, ui
 		}
 		while(d && done < budget){
 			if(!(j->t_devices && explicit_target(j, d->id))){
-				if(match_device(pl, j, d->id, &cg)){
+				struct device_view v;
+				view_init(&v, d->id);
+				if(match_device(pl, j, &v, &cg)){
 					add_target(pl, j, d->id, cg, now_ms, &added);
 				}
+				view_free(&v);
 			}
 			done++;
 			d = (struct fleetmq_device *)d->hh.next;
@@ -958,18 +1011,21 @@ static uint64_t fanout_step(struct fleetmq_plugin *pl, struct fleetmq_job *j, ui
 void job__on_device_changed(struct fleetmq_plugin *pl, struct fleetmq_device *dev, uint64_t now_ms)
 {
 	struct fleetmq_job *j, *tmp;
+	struct device_view v;
 	bool added, cg;
 
+	view_init(&v, dev->id);
 	HASH_ITER(hh, pl->jobs, j, tmp){
 		if(!j->continuous || !job_open(j) || j->cancel_pending) continue;
-		if((j->t_devices && explicit_target(j, dev->id)) || match_device(pl, j, dev->id, &cg)){
+		if((j->t_devices && explicit_target(j, dev->id)) || match_device(pl, j, &v, &cg)){
 			cg = false;
-			if(j->canary_group[0]) match_device(pl, j, dev->id, &cg);
+			if(j->canary_group[0]) match_device(pl, j, &v, &cg);
 			if(add_target(pl, j, dev->id, cg, now_ms, &added) == FLEETMQ_OK && added){
 				mosquitto_log_printf(MOSQ_LOG_INFO, "fleetmq: continuous job %s now targets %s", j->id, dev->id);
 			}
 		}
 	}
+	view_free(&v);
 }
 
 /* ---------------------------------------------------------------- execution changes */

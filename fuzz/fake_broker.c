@@ -18,6 +18,12 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#endif
+#endif
+
 #include "fake_broker.h"
 
 struct fake_broker_stats fake_stats;
@@ -496,6 +502,24 @@ void fake_broker_start(void)
 	atexit(cleanup_at_exit);
 }
 
+/* With the plugin torn down, nothing it allocated in the inputs since the
+ * last reset may still be allocated: whatever LeakSanitizer finds now leaked
+ * in one of them. This check is what finds leaks in long runs, where
+ * libFuzzer's own per-input check is off (-detect_leaks=0) or has switched
+ * itself off because the world keeps state between inputs. */
+static void leak_check(void)
+{
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+	if(__lsan_do_recoverable_leak_check()){
+		fprintf(stderr, "fake_broker: memory leaked in one of the inputs since the previous reset "
+				"(the allocation stack above names the code)\n");
+		abort();
+	}
+#endif
+#endif
+}
+
 void fake_broker_reset(void)
 {
 	if(!started){
@@ -503,6 +527,7 @@ void fake_broker_reset(void)
 		return;
 	}
 	plugin_down();
+	leak_check();
 	remove_db();
 	plugin_up();
 	fake_stats.resets++;

@@ -34,7 +34,7 @@
 
 #define MAX_RECORDS 8
 #define RESET_EVERY 1000
-#define MAX_NEW_SEQ 200
+#define MAX_NEW_SEQ 64
 
 static void check_non_operator_output(void)
 {
