@@ -2379,6 +2379,17 @@ static int report(const char *path)
 		fmt(c3, sizeof(c3), a > 0 && b >= 0 ? b / a : -1, 2);
 		printf("| 6. RSS per connected device (hello + heartbeat), %.0f devices: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
 				median("memory-connected", "plugin", "devices", NULL, NULL), c1, c2, c3, met(b >= 0, b <= 2048), nv, np);
+		{
+			int nn;
+			double n = median("memory-connected-noretain", "plugin", "per_device_b", NULL, &nn);
+			fmt(c1, sizeof(c1), a, 0);
+			fmt(c2, sizeof(c2), n, 0);
+			fmt(c3, sizeof(c3), a > 0 && n >= 0 ? n / a : -1, 2);
+			printf("| 6. RSS per connected device, `presence.retain: false`: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
+					c1, c2, c3, met(n >= 0, n <= 2048), nv, nn);
+			fmt(c1, sizeof(c1), median("memory-connected-noretain", "plugin", "marginal_b", NULL, NULL), 0);
+			printf("| 6. ... marginal (second half of the devices), `presence.retain: false` | B | - | %s | - | - | - | - | -/%d |\n", c1, nn);
+		}
 		fmt(c1, sizeof(c1), median("memory-connected", "vanilla", "marginal_b", NULL, NULL), 0);
 		fmt(c2, sizeof(c2), median("memory-connected", "plugin", "marginal_b", NULL, NULL), 0);
 		printf("| 6. RSS per connected device: marginal (second half of the devices) | B | %s | %s | - | - | - | - | %d/%d |\n",

@@ -139,6 +139,7 @@ security:
   other_topics: allow
 artifacts:
   dir: $BDIR/artifacts
+${EXTRA_YAML:-}
 EOF
 	if [ -n "$template" ]; then cp "$template" "$BDIR/fleetmq.db"; fi
 	if [ "$kind" = plugin ] && [ -f "$WORK/artifact.bin" ]; then
@@ -251,11 +252,17 @@ fi
 if want connected; then
 	# vanilla-retained: each device also publishes one retained message of a
 	# Presence record's size, to attribute that part of the plugin's memory
-	for b in vanilla vanilla-retained plugin; do
+	# plugin-noretain: the plugin with presence.retain false (events only)
+	for b in vanilla vanilla-retained plugin plugin-noretain; do
 		log "memory: $CONNECTED_N connected devices on $b"
-		kind=${b%-retained}
+		kind=${b%-*}
 		extra=()
+		EXTRA_YAML=""
 		[ "$b" = vanilla-retained ] && extra=(--retained)
+		if [ "$b" = plugin-noretain ]; then
+			extra=(--tag noretain)
+			EXTRA_YAML=$'presence:\n  retain: false\n'
+		fi
 		start_broker "connected-$b" "$kind"
 		lg "$kind" "$BPORT" "$BPID" connected --devices "$CONNECTED_N" "${extra[@]}"
 		stop_broker "$BPID"

@@ -16,9 +16,12 @@
  *     first packet. A DISCONNECT of any other session is ignored;
  *   - SILENT when connected and quiet for presence.silence_threshold_ms.
  * Transitions are persisted (in the current group transaction) and
- * published retained on <prefix>/<id>/presence. last_seen is flushed
+ * published on <prefix>/<id>/presence, retained unless presence.retain is
+ * false. last_seen is flushed
  * periodically, not per message, to spare the disk.
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <mosquitto_broker.h>
@@ -30,25 +33,64 @@
 #include "fleetmq_alloc.h"
 #include "fleetmq_plugin.h"
 
-static void device_free(struct fleetmq_device *dev)
+/* Device types and agent versions repeat across a fleet: each distinct
+ * value is stored once and reference counted. */
+struct fm_interned {
+	UT_hash_handle hh;
+	size_t refs;
+	char s[];
+};
+
+static const char no_string[] = "";
+
+const char *device__intern(struct fleetmq_plugin *pl, const char *s)
+{
+	struct fm_interned *in = NULL;
+	size_t len;
+
+	if(!s || !s[0]) return no_string;
+	len = strlen(s);
+	HASH_FIND(hh, pl->interned, s, len, in);
+	if(!in){
+		in = fm_malloc(sizeof(*in) + len + 1);
+		if(!in) return no_string;
+		memcpy(in->s, s, len + 1);
+		in->refs = 0;
+		HASH_ADD_KEYPTR(hh, pl->interned, in->s, len, in);
+	}
+	in->refs++;
+	return in->s;
+}
+
+void device__unintern(struct fleetmq_plugin *pl, const char *s)
+{
+	struct fm_interned *in;
+
+	if(!s || s == no_string) return;
+	in = (struct fm_interned *)(void *)((char *)(uintptr_t)s - offsetof(struct fm_interned, s));
+	if(--in->refs == 0){
+		HASH_DEL(pl->interned, in);
+		fm_free(in);
+	}
+}
+
+static void device_free(struct fleetmq_plugin *pl, struct fleetmq_device *dev)
 {
 	if(!dev) return;
-	fm_free(dev->id);
-	fm_free(dev->device_type);
-	fm_free(dev->agent_version);
+	device__unintern(pl, dev->device_type);
+	device__unintern(pl, dev->agent_version);
 	fm_free(dev);
 }
 
 static struct fleetmq_device *device_new(const char *id)
 {
-	struct fleetmq_device *dev = fm_calloc(1, sizeof(*dev));
+	size_t len = strlen(id);
+	struct fleetmq_device *dev = fm_calloc(1, sizeof(*dev) + len + 1);
 
 	if(!dev) return NULL;
-	dev->id = fm_strdup(id);
-	if(!dev->id){
-		fm_free(dev);
-		return NULL;
-	}
+	memcpy(dev->id, id, len + 1);
+	dev->device_type = no_string;
+	dev->agent_version = no_string;
 	return dev;
 }
 
@@ -75,8 +117,8 @@ static int load_cb(const struct fleetmq_device_rec *rec, void *userdata)
 	struct fleetmq_device *dev = device_new(rec->id);
 
 	if(!dev) return FLEETMQ_ERR_NOMEM;
-	dev->device_type = fm_strdup(rec->device_type ? rec->device_type : "");
-	dev->agent_version = fm_strdup(rec->agent_version ? rec->agent_version : "");
+	dev->device_type = device__intern(pl, rec->device_type);
+	dev->agent_version = device__intern(pl, rec->agent_version);
 	dev->presence.state = (enum fleetmq_presence_state)rec->presence;
 	dev->presence.since_ms = rec->presence_since_ms;
 	dev->presence.last_seen_ms = rec->last_seen_ms;
@@ -124,8 +166,8 @@ int device__persist(struct fleetmq_plugin *pl, struct fleetmq_device *dev, const
 	fleetmq_store_begin(pl->store);
 	rc = fleetmq_store_device_get(pl->store, dev->id, &old);
 	rec.id = dev->id;
-	rec.device_type = dev->device_type ? dev->device_type : "";
-	rec.agent_version = dev->agent_version ? dev->agent_version : "";
+	rec.device_type = dev->device_type;
+	rec.agent_version = dev->agent_version;
 	rec.hw_revision = hw_revision ? hw_revision : (rc == FLEETMQ_OK ? old.hw_revision : "");
 	rec.software_json = software_json ? software_json : (rc == FLEETMQ_OK ? old.software_json : "[]");
 	rec.attributes_json = attributes_json ? attributes_json : (rc == FLEETMQ_OK ? old.attributes_json : "{}");
@@ -149,12 +191,10 @@ struct fleetmq_device *device__ensure(struct fleetmq_plugin *pl, const char *id,
 	if(dev) return dev;
 	dev = device_new(id);
 	if(!dev) return NULL;
-	dev->device_type = fm_strdup("");
-	dev->agent_version = fm_strdup("");
 	dev->presence.state = FM_PRESENCE_OFFLINE;
 	dev->presence.since_ms = now_ms;
 	if(device__persist(pl, dev, NULL, NULL, NULL) != FLEETMQ_OK){
-		device_free(dev);
+		device_free(pl, dev);
 		return NULL;
 	}
 	HASH_ADD_KEYPTR(hh, pl->devices, dev->id, strlen(dev->id), dev);
@@ -173,13 +213,13 @@ void device__publish_presence(struct fleetmq_plugin *pl, struct fleetmq_device *
 	msg.since_ms = dev->presence.since_ms;
 	msg.last_seen_ms = dev->presence.last_seen_ms;
 	msg.connected_at_ms = dev->presence.connected_at_ms;
-	msg.device_type = dev->device_type ? dev->device_type : (char *)"";
-	msg.agent_version = dev->agent_version ? dev->agent_version : (char *)"";
+	msg.device_type = (char *)dev->device_type;
+	msg.agent_version = (char *)dev->agent_version;
 	len = fleetmq__v1__presence__get_packed_size(&msg);
 	buf = fm_malloc(len ? len : 1);
 	if(!buf) return;
 	fleetmq__v1__presence__pack(&msg, buf);
-	publish__queue_device(pl, dev->id, "presence", buf, len, 1, true);
+	publish__queue_device(pl, dev->id, "presence", buf, len, 1, pl->cfg.presence_retain);
 }
 
 static void transition(struct fleetmq_plugin *pl, struct fleetmq_device *dev)
@@ -292,12 +332,18 @@ void device__mark_all_offline_at_start(struct fleetmq_plugin *pl, uint64_t now_m
 void device__cleanup(struct fleetmq_plugin *pl)
 {
 	struct fleetmq_device *dev, *tmp;
+	struct fm_interned *in, *itmp;
 
 	HASH_ITER(hh, pl->devices, dev, tmp){
 		HASH_DEL(pl->devices, dev);
-		device_free(dev);
+		device_free(pl, dev);
 	}
 	pl->devices = NULL;
+	HASH_ITER(hh, pl->interned, in, itmp){   /* empty unless a count is off */
+		HASH_DEL(pl->interned, in);
+		fm_free(in);
+	}
+	pl->interned = NULL;
 	pl->connected = NULL;
 	pl->device_count = 0;
 }

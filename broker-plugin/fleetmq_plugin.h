@@ -38,6 +38,7 @@ struct fleetmq_plugin_config {
 	long long presence_check_interval_ms;
 	long long presence_offline_grace_ms;
 	long long presence_flush_interval_ms;
+	bool presence_retain;
 	struct fleetmq_strlist operator_usernames;
 	bool require_username_match;
 	int other_topics;                      /* 0 = defer, 1 = allow */
@@ -63,19 +64,22 @@ extern const size_t fleetmq_plugin_config_table_len;
 /* ================================================================
  * Devices (device.c): in-memory registry, a cache of the store.
  * ================================================================ */
+/* One per registered device, for the broker's lifetime: kept small (about
+ * 180 bytes with a short id) because a site broker holds every device of its
+ * fleet. device_type and agent_version are interned (device__intern). */
 struct fleetmq_device {
 	UT_hash_handle hh;
-	char *id;
-	char *device_type;
-	char *agent_version;
+	struct fleetmq_device *prev, *next;    /* connected list, oldest activity first */
+	const struct mosquitto *conn;          /* session we last heard from */
+	const char *device_type;               /* interned, never NULL */
+	const char *agent_version;             /* interned, never NULL */
 	struct fleetmq_presence presence;
 	uint64_t shadow_version;
 	uint64_t persisted_last_seen_ms;
 	uint64_t disconnect_at_ms;             /* pending OFFLINE (grace), 0 = none */
-	const struct mosquitto *conn;          /* session we last heard from */
 	bool hello_seen;                       /* hello received on conn */
-	struct fleetmq_device *prev, *next;    /* connected list, oldest activity first */
 	bool in_connected_list;
+	char id[];                             /* the hash key */
 };
 
 /* ================================================================
@@ -92,6 +96,7 @@ struct fleetmq_outmsg {
 };
 
 struct fleetmq_job;
+struct fm_interned;
 
 struct fleetmq_plugin {
 	void *identifier;                      /* mosquitto_plugin_id_t * */
@@ -99,6 +104,7 @@ struct fleetmq_plugin {
 	struct fleetmq_shadow_limits limits;
 	struct fleetmq_store *store;
 	struct fleetmq_device *devices;        /* uthash by id */
+	struct fm_interned *interned;          /* uthash: device types, agent versions */
 	struct fleetmq_device *connected;      /* utlist DL, LRU by last_seen */
 	size_t device_count;
 	struct fleetmq_outmsg *out_head, *out_tail;
@@ -120,6 +126,10 @@ uint64_t fleetmq_now_ms(void);
 uint64_t fleetmq_mono_ms(void);
 
 /* device.c */
+/* A shared, reference-counted copy of s (never NULL: "" when s is empty or
+ * memory is short); give it back with device__unintern. */
+const char *device__intern(struct fleetmq_plugin *pl, const char *s);
+void device__unintern(struct fleetmq_plugin *pl, const char *s);
 int device__load_all(struct fleetmq_plugin *pl);
 struct fleetmq_device *device__find(struct fleetmq_plugin *pl, const char *id);
 /* Find or create (in memory and store) a device record. */

@@ -266,10 +266,14 @@ static void handle_hello(const struct request *r)
 	}
 	sw = hello_software_json(h);
 	attrs = hello_attributes_json(h);
-	fm_free(dev->device_type);
-	dev->device_type = fm_strdup(h->device_type);
-	fm_free(dev->agent_version);
-	dev->agent_version = fm_strdup(h->agent_version);
+	{
+		/* intern first: the old and new value may be the same string */
+		const char *type = device__intern(pl, h->device_type), *agent = device__intern(pl, h->agent_version);
+		device__unintern(pl, dev->device_type);
+		device__unintern(pl, dev->agent_version);
+		dev->device_type = type;
+		dev->agent_version = agent;
+	}
 	device__on_hello(pl, dev, r->client, r->now_ms);
 	if(device__persist(pl, dev, h->hw_revision, sw, attrs) != FLEETMQ_OK){
 		reject(r, FLEETMQ_ERR_INTERNAL, "cannot store device record", NULL, 0);

@@ -37,6 +37,8 @@ const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 		"A disconnect is published as offline only if the device does not come back within this time, so a session takeover (reconnect while the old connection is still open) does not flap presence." },
 	{ "presence.flush_interval_ms", FM_CFG_INT, "60000", 1000, 3600000, NULL, OFF(presence_flush_interval_ms), 0, "ms",
 		"How often last-seen times of connected devices are written to the store (transitions are written at once). Bounds flash wear and write load." },
+	{ "presence.retain", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(presence_retain), 0, NULL,
+		"Publish presence retained, so a subscriber to <prefix>/+/presence learns every device's state at once. Each retained message costs Mosquitto about 1.2 KiB of RAM per device (docs/BENCHMARKS.md); false publishes presence as events only, and the current state is read with listDevices/describeDevice. When switching to false, clear the old retained messages (docs/PROTOCOL.md)." },
 	{ "security.operator_usernames", FM_CFG_STRLIST, NULL, 0, 0, NULL, OFF(operator_usernames), 0, NULL,
 		"Usernames with the operator role: may use the operator API ($CONTROL/fleetmq/v1), update desired state of any device and read every fleet topic. Authenticate them (password_file, dynamic-security or certificates)." },
 	{ "security.require_username_match", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(require_username_match), 0, NULL,

@@ -8,7 +8,8 @@
  * An operator "ops" watches fleet/+/presence; a second operator "ops2"
  * connects fresh to read the retained state, as a dashboard would.
  * Abrupt disconnects use the harness's raw socket client, which can vanish
- * without an MQTT DISCONNECT.
+ * without an MQTT DISCONNECT. The last test runs its own broker with
+ * presence.retain false (events only).
  */
 #include "harness.h"
 
@@ -395,6 +396,81 @@ static void test_presence_session_takeover_stays_online(void)
 	fm_client_destroy(obs);
 }
 
+/* presence.retain: false - presence is an event stream: subscribers see the
+ * transitions, a late subscriber gets nothing replayed, and the state is read
+ * with describeDevice. Own broker (the suite's publishes retained). */
+static const char *device_presence(struct fm_client *ops, const char *id)
+{
+	static char state[32];
+	cJSON *r = fm_control_commandf(ops, "{\"command\":\"describeDevice\",\"deviceId\":\"%s\"}", id);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "data"), "device"), "presence");
+
+	snprintf(state, sizeof(state), "%s", cJSON_IsString(p) ? p->valuestring : "(none)");
+	cJSON_Delete(r);
+	return state;
+}
+
+static void test_presence_events_only_when_not_retained(void)
+{
+	const char *id = "pr-events";
+	struct fm_broker b;
+	struct fm_broker_opts o = FM_BROKER_OPTS_INITIALIZER;
+	char topic[128];
+	const char *const filters[] = { fm_topic(topic, sizeof(topic), id, "presence"), NULL };
+	struct fm_client *obs = NULL, *dev = NULL, *late = NULL, *ops = NULL;
+	Fleetmq__V1__HelloAccepted *ha;
+	Fleetmq__V1__Presence *p;
+	struct fm_msg *m;
+
+	o.yaml = PRESENCE_YAML "  retain: false\n";
+	if(fm_broker_start(&b, &o) != 0){
+		fm_broker_cleanup(&b);
+		CU_FAIL_FATAL("broker with presence.retain false did not start");
+	}
+	obs = fm_operator_connect(b.port, "ops", filters);
+	dev = fm_device_connect(b.port, id);
+	FM_ASSERT(obs && dev, "clients did not connect");
+	if(!obs || !dev) goto out;
+	ha = fm_device_hello(dev, id, 0, FM_TIMEOUT_MS);
+	FM_ASSERT(ha != NULL, "hello not accepted");
+	if(ha) fleetmq__v1__hello_accepted__free_unpacked(ha, NULL);
+
+	/* the subscriber sees the transition as it happens */
+	p = fm_wait_presence(obs, id, ONLINE, NULL, FM_TIMEOUT_MS);
+	FM_ASSERT(p != NULL, "no ONLINE event for a subscriber");
+	if(p) fleetmq__v1__presence__free_unpacked(p, NULL);
+
+	/* nothing is replayed to a subscriber that comes later */
+	late = fm_operator_connect(b.port, "ops2", filters);
+	FM_ASSERT(late != NULL, "late subscriber did not connect");
+	if(late){
+		m = fm_client_wait_message(late, topic, 1000);
+		FM_ASSERT(m == NULL, "a late subscriber got a presence record (retain %d) with presence.retain false",
+				m ? (int)m->retain : -1);
+		fm_msg_free(m);
+		fm_client_destroy(late);
+		late = NULL;
+	}
+
+	/* the state is in the registry */
+	ops = fm_control_connect(b.port, "ops2");
+	FM_ASSERT(ops != NULL, "control client did not connect");
+	if(!ops) goto out;
+	FM_ASSERT_STR_EQ(device_presence(ops, id), "online");
+	FM_ASSERT_EQ(fm_client_disconnect(dev), 0);
+	p = fm_wait_presence(obs, id, OFFLINE, NULL, FM_TIMEOUT_MS);
+	FM_ASSERT(p != NULL, "no OFFLINE event for a subscriber");
+	if(p) fleetmq__v1__presence__free_unpacked(p, NULL);
+	FM_ASSERT_STR_EQ(device_presence(ops, id), "offline");
+out:
+	fm_client_destroy(ops);
+	fm_client_destroy(dev);
+	fm_client_destroy(obs);
+	if(CU_get_number_of_failures() > 0) fm_broker_dump_log(&b, 40);
+	fm_broker_cleanup(&b);
+}
+
 int main(void)
 {
 	static const struct fm_test tests[] = {
@@ -405,6 +481,7 @@ int main(void)
 		{ "test_presence_silent_then_online", test_presence_silent_then_online },
 		{ "test_presence_active_device_never_silent", test_presence_active_device_never_silent },
 		{ "test_presence_session_takeover_stays_online", test_presence_session_takeover_stays_online },
+		{ "test_presence_events_only_when_not_retained", test_presence_events_only_when_not_retained },
 		{ NULL, NULL },
 	};
 	return fm_cunit_main("e2e_presence", suite_init, suite_cleanup, tests);
