@@ -105,6 +105,7 @@ struct opts {
 	double rate;                /* shadow: open-loop updates/s (0 = closed loop) */
 	int probe_clients;          /* fanout: clients sharing --probe-hz */
 	bool retained;              /* connected: devices also publish a retained presence-sized message */
+	bool no_subscribe;          /* connected: devices do not subscribe (broker with delivery.direct) */
 	double after_s;             /* fanout: probe the release phase this long after fan-out */
 };
 
@@ -2054,24 +2055,34 @@ static struct {
 	int hello_mid_base;
 } CN;
 
+static void cn_hello(struct client *c)
+{
+	size_t len;
+	uint8_t *h;
+	char topic[128];
+	h = pack_hello(&len);
+	snprintf(topic, sizeof(topic), "%s/%s/hello", O.prefix, c->id);
+	lg_publish(c, &c->mark, topic, len, h, 1, NULL);
+	free(h);
+}
+
 static void cn_up(struct client *c)
 {
 	char a[160], *t[1] = { a };
+	if(O.no_subscribe){
+		/* delivery.direct: the broker sends hello/accepted to the session */
+		cn_hello(c);
+		return;
+	}
 	snprintf(a, sizeof(a), "%s/%s/#", O.prefix, c->id);
 	lg_subscribe(c, NULL, 1, t, 1, MQTT_SUB_OPT_NO_LOCAL);
 }
 
 static void cn_sub(struct client *c, int mid, int n, const int *g)
 {
-	size_t len;
-	uint8_t *h;
-	char topic[128];
 	(void)mid;
 	if(n < 1 || g[0] > 2) { P.errors++; return; }
-	h = pack_hello(&len);
-	snprintf(topic, sizeof(topic), "%s/%s/hello", O.prefix, c->id);
-	lg_publish(c, &c->mark, topic, len, h, 1, NULL);
-	free(h);
+	cn_hello(c);
 }
 
 static void cn_pub(struct client *c, int mid, int reason)
@@ -2389,6 +2400,12 @@ static int report(const char *path)
 					c1, c2, c3, met(n >= 0, n <= 2048), nv, nn);
 			fmt(c1, sizeof(c1), median("memory-connected-noretain", "plugin", "marginal_b", NULL, NULL), 0);
 			printf("| 6. ... marginal (second half of the devices), `presence.retain: false` | B | - | %s | - | - | - | - | -/%d |\n", c1, nn);
+			n = median("memory-connected-direct", "plugin", "per_device_b", NULL, &nn);
+			fmt(c1, sizeof(c1), a, 0);
+			fmt(c2, sizeof(c2), n, 0);
+			fmt(c3, sizeof(c3), a > 0 && n >= 0 ? n / a : -1, 2);
+			printf("| 6. RSS per connected device, `presence.retain: false` + `delivery.direct: true` (no device subscription): total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
+					c1, c2, c3, met(n >= 0, n <= 2048), nv, nn);
 		}
 		fmt(c1, sizeof(c1), median("memory-connected", "vanilla", "marginal_b", NULL, NULL), 0);
 		fmt(c2, sizeof(c2), median("memory-connected", "plugin", "marginal_b", NULL, NULL), 0);
@@ -2481,7 +2498,8 @@ static void usage(FILE *f)
 		"register:  --devices N --checkpoints a,b,.. --batch B (100) --ctl-window R (4) --id-start K (0)\n"
 		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (50) --baseline S (2)\n"
 		"           --after S (5: keep probing the release phase after fan-out) | --wait-release (until all released)\n"
-		"connected: --devices N (10000) --hold S (5) --retained (vanilla: also one retained presence-sized message each)\n");
+		"connected: --devices N (10000) --hold S (5) --retained (vanilla: also one retained presence-sized message each)\n"
+		"           --no-subscribe (devices rely on the plugin's delivery.direct)\n");
 }
 
 int main(int argc, char **argv)
@@ -2494,7 +2512,7 @@ int main(int argc, char **argv)
 		{ "no-spread", 0, 0, 'S' }, { "checkpoints", 1, 0, 'K' }, { "batch", 1, 0, 'b' }, { "ctl-window", 1, 0, 'R' },
 		{ "id-start", 1, 0, 'i' }, { "artifact-file", 1, 0, 'f' }, { "artifact-name", 1, 0, 'N' }, { "chunk", 1, 0, 'z' },
 		{ "hold", 1, 0, 'H' }, { "probe-hz", 1, 0, 'Z' }, { "baseline", 1, 0, 'B' }, { "tag", 1, 0, 'T' },
-		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "retained", 0, 0, 'e' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "retained", 0, 0, 'e' }, { "no-subscribe", 0, 0, 'u' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
 	};
 	const char *sc;
 	int opt, rc;
@@ -2567,6 +2585,7 @@ int main(int argc, char **argv)
 			case 'y': O.probe_clients = atoi(optarg); break;
 			case 'A': O.after_s = atof(optarg); break;
 			case 'e': O.retained = true; break;
+			case 'u': O.no_subscribe = true; break;
 			default: usage(stderr); return 2;
 		}
 	}

@@ -252,8 +252,9 @@ fi
 if want connected; then
 	# vanilla-retained: each device also publishes one retained message of a
 	# Presence record's size, to attribute that part of the plugin's memory
-	# plugin-noretain: the plugin with presence.retain false (events only)
-	for b in vanilla vanilla-retained plugin plugin-noretain; do
+	# plugin-noretain: the plugin with presence.retain false (events only);
+	# plugin-direct: also delivery.direct true, devices do not subscribe
+	for b in vanilla vanilla-retained plugin plugin-noretain plugin-direct; do
 		log "memory: $CONNECTED_N connected devices on $b"
 		kind=${b%-*}
 		extra=()
@@ -262,6 +263,10 @@ if want connected; then
 		if [ "$b" = plugin-noretain ]; then
 			extra=(--tag noretain)
 			EXTRA_YAML=$'presence:\n  retain: false\n'
+		fi
+		if [ "$b" = plugin-direct ]; then
+			extra=(--tag direct --no-subscribe)
+			EXTRA_YAML=$'presence:\n  retain: false\ndelivery:\n  direct: true\n'
 		fi
 		start_broker "connected-$b" "$kind"
 		lg "$kind" "$BPORT" "$BPID" connected --devices "$CONNECTED_N" "${extra[@]}"

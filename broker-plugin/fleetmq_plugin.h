@@ -39,6 +39,7 @@ struct fleetmq_plugin_config {
 	long long presence_offline_grace_ms;
 	long long presence_flush_interval_ms;
 	bool presence_retain;
+	bool delivery_direct;
 	struct fleetmq_strlist operator_usernames;
 	bool require_username_match;
 	int other_topics;                      /* 0 = defer, 1 = allow */
@@ -93,6 +94,7 @@ struct fleetmq_outmsg {
 	uint8_t qos;
 	bool retain;
 	void *props;                           /* mosquitto_property list, owned */
+	char *clientid;                        /* delivery.direct: the one session to get it */
 };
 
 struct fleetmq_job;
@@ -105,6 +107,7 @@ struct fleetmq_plugin {
 	struct fleetmq_store *store;
 	struct fleetmq_device *devices;        /* uthash by id */
 	struct fm_interned *interned;          /* uthash: device types, agent versions */
+	const char *requester_id;              /* client id of the message being handled */
 	struct fleetmq_device *connected;      /* utlist DL, LRU by last_seen */
 	size_t device_count;
 	struct fleetmq_outmsg *out_head, *out_tail;

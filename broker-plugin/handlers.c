@@ -283,6 +283,7 @@ static void handle_hello(const struct request *r)
 	ack.shadow_version = dev->shadow_version;
 	ack.server_time_ms = r->now_ms;
 	ack.pending_jobs = (uint32_t)job__pending_count(pl, dev->id);
+	ack.direct_delivery = pl->cfg.delivery_direct;
 	ack.shadow_sync = FLEETMQ__V1__SHADOW_SYNC__SHADOW_SYNC_NONE;
 	if(dev->shadow_version > 0 && h->shadow_version != dev->shadow_version){
 		if(shadow_load(pl, dev->id, &s) == FLEETMQ_OK){
@@ -555,7 +556,22 @@ static void handle_telemetry(const struct request *r)
 
 /* ---------------------------------------------------------------- dispatch */
 
+static int handle_message(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t payloadlen);
+
 int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t payloadlen)
+{
+	int rc;
+
+	/* responses queued while handling this message go to its sender (delivery.direct) */
+	pl->requester_id = mosquitto_client_id(client);
+	rc = handle_message(pl, client, topic, payload, payloadlen);
+	pl->requester_id = NULL;
+	return rc;
+}
+
+static int handle_message(struct fleetmq_plugin *pl, const struct mosquitto *client, const char *topic,
 		const void *payload, uint32_t payloadlen)
 {
 	struct fleetmq_topic t;

@@ -39,6 +39,8 @@ const struct fleetmq_cfg_option fleetmq_plugin_config_table[] = {
 		"How often last-seen times of connected devices are written to the store (transitions are written at once). Bounds flash wear and write load." },
 	{ "presence.retain", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(presence_retain), 0, NULL,
 		"Publish presence retained, so a subscriber to <prefix>/+/presence learns every device's state at once. Each retained message costs Mosquitto about 1.2 KiB of RAM per device (docs/BENCHMARKS.md); false publishes presence as events only, and the current state is read with listDevices/describeDevice. When switching to false, clear the old retained messages (docs/PROTOCOL.md)." },
+	{ "delivery.direct", FM_CFG_BOOL, "false", 0, 0, NULL, OFF(delivery_direct), 0, NULL,
+		"Send device-bound messages (responses, deltas, job notifications, artifact chunks) straight to the MQTT session that should get them instead of publishing them to subscribers: devices need no fleet/<id>/# subscription (about 0.8 KiB of broker RAM each, docs/BENCHMARKS.md), and responses to an operator's request on a device topic go to that operator. Operators then no longer see these messages by subscribing to device topics; presence is still published to subscribers. HelloAccepted tells devices (direct_delivery)." },
 	{ "security.operator_usernames", FM_CFG_STRLIST, NULL, 0, 0, NULL, OFF(operator_usernames), 0, NULL,
 		"Usernames with the operator role: may use the operator API ($CONTROL/fleetmq/v1), update desired state of any device and read every fleet topic. Authenticate them (password_file, dynamic-security or certificates)." },
 	{ "security.require_username_match", FM_CFG_BOOL, "true", 0, 0, NULL, OFF(require_username_match), 0, NULL,

@@ -30,12 +30,40 @@ static void outmsg_free(struct fleetmq_outmsg *m)
 {
 	if(!m) return;
 	fm_free(m->topic);
+	fm_free(m->clientid);
 	fm_free(m->payload);
 	if(m->props){
 		mosquitto_property *p = m->props;
 		mosquitto_property_free_all(&p);
 	}
 	fm_free(m);
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), m = strlen(tail);
+	return n >= m && !memcmp(s + n - m, tail, m);
+}
+
+/* delivery.direct: the client id that should get a message on topic, or
+ * NULL to publish it to subscribers. Responses (.../accepted, .../rejected)
+ * go to whoever made the request being handled, everything else on a device
+ * topic (deltas, job notifications, artifact chunks) to the device; presence
+ * and everything outside the fleet prefix to subscribers. */
+static char *direct_target(struct fleetmq_plugin *pl, const char *topic, bool retain)
+{
+	const char *prefix = pl->cfg.topic_prefix, *id, *slash;
+	size_t plen = strlen(prefix);
+
+	if(!pl->cfg.delivery_direct || retain) return NULL;
+	if(strncmp(topic, prefix, plen) || topic[plen] != '/') return NULL;
+	id = topic + plen + 1;
+	slash = strchr(id, '/');
+	if(!slash || slash == id || !strcmp(slash + 1, "presence")) return NULL;
+	if(pl->requester_id && (ends_with(topic, "/accepted") || ends_with(topic, "/rejected"))){
+		return fm_strdup(pl->requester_id);
+	}
+	return fm_strndup(id, (size_t)(slash - id));
 }
 
 int publish__queue(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos, bool retain)
@@ -56,6 +84,7 @@ int publish__queue_props(struct fleetmq_plugin *pl, const char *topic, void *pay
 		mosquitto_property_free_all(&p);
 		return FLEETMQ_ERR_NOMEM;
 	}
+	m->clientid = direct_target(pl, topic, retain);
 	m->props = props;
 	m->payload = payload;
 	m->payloadlen = (uint32_t)len;
@@ -100,7 +129,7 @@ void publish__flush(struct fleetmq_plugin *pl)
 		next = m->next;
 		if(committed){
 			/* The broker takes ownership of payload (allocated by mosquitto_malloc via fm_malloc). */
-			if(mosquitto_broker_publish(NULL, m->topic, (int)m->payloadlen, m->payload, m->qos,
+			if(mosquitto_broker_publish(m->clientid, m->topic, (int)m->payloadlen, m->payload, m->qos,
 						m->retain, m->props) == MOSQ_ERR_SUCCESS){
 				m->payload = NULL;   /* the broker owns them now */
 				m->props = NULL;

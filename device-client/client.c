@@ -175,6 +175,17 @@ void client__flush(struct fleetmq_client *c, struct fm_outq *q)
 		fm_free(o);
 	}
 	q->head = q->tail = NULL;
+	if(q->unsubscribe){
+		/* The broker delivers to our session directly: the subscription only
+		 * costs it memory. Best effort; a failure changes nothing. */
+		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+		char *filter = client__topic(c, "#");
+		if(!filter || MQTTAsync_unsubscribe(c->mqtt, filter, &ro) != MQTTASYNC_SUCCESS){
+			client__log(c, FLEETMQ_CLIENT_LOG_DEBUG, "unsubscribe not sent; the subscription stays");
+		}
+		fm_free(filter);
+		q->unsubscribe = false;
+	}
 }
 
 void client__kvlist_free(struct fm_kvlist *l)
@@ -463,6 +474,7 @@ static void on_subscribe_success(void *context, MQTTAsync_successData5 *resp)
 		return;
 	}
 	c->state = FM_CONN_HELLO;
+	c->subscribed = true;
 	queue_hello_locked(c, &q);
 	pthread_mutex_unlock(&c->mu);
 	client__flush(c, &q);
@@ -501,8 +513,20 @@ static void on_connect_success(void *context, MQTTAsync_successData5 *resp)
 		return;
 	}
 	c->session_present = resp ? resp->alt.connect.sessionPresent != 0 : false;
-	c->state = FM_CONN_SUBSCRIBING;
 	c->attempt_started_ms = client__mono_ms();
+	c->subscribed = false;
+	if(c->direct_delivery){
+		/* The broker said last time that it sends to our session directly:
+		 * no subscription needed. If that changed, the hello goes
+		 * unanswered and the next attempt subscribes again. */
+		struct fm_outq q = {0};
+		c->state = FM_CONN_HELLO;
+		queue_hello_locked(c, &q);
+		pthread_mutex_unlock(&c->mu);
+		client__flush(c, &q);
+		return;
+	}
+	c->state = FM_CONN_SUBSCRIBING;
 	pthread_mutex_unlock(&c->mu);
 
 	filter = client__topic(c, "#");
@@ -572,6 +596,11 @@ static void hello_message_locked(struct fleetmq_client *c, const char *rest, con
 			c->state = FM_CONN_ONLINE;
 			c->failures = 0;
 			c->n_connects++;
+			c->direct_delivery = ack->direct_delivery;
+			if(ack->direct_delivery && c->subscribed){
+				q->unsubscribe = true;
+				c->subscribed = false;
+			}
 			client__log(c, FLEETMQ_CLIENT_LOG_INFO, "online (shadow %" PRIu64 "/%" PRIu64 ", sync %d, %u pending jobs, session %s)",
 					c->shadow_version, ack->shadow_version, (int)ack->shadow_sync, ack->pending_jobs,
 					c->session_present ? "resumed" : "new");
@@ -747,8 +776,13 @@ static void *timer_thread_main(void *arg)
 				deadline = c->attempt_started_ms + (uint64_t)c->connect_timeout_ms
 						+ (c->state == FM_CONN_CONNECTING ? (uint64_t)c->connect_timeout_ms + 1000 : 0);
 				if(now >= deadline){
-					fail_locked(c, FLEETMQ_CLIENT_DISCONNECTED, FLEETMQ_CLIENT_ERR_TIMEOUT,
-							c->state == FM_CONN_HELLO ? "no answer to hello" : "connect timed out", true);
+					const char *why = c->state == FM_CONN_HELLO ? "no answer to hello" : "connect timed out";
+					if(c->state == FM_CONN_HELLO && !c->subscribed && c->direct_delivery){
+						/* the broker no longer delivers directly: subscribe next time */
+						c->direct_delivery = false;
+						why = "no answer to hello without a subscription (broker not in direct delivery any more?)";
+					}
+					fail_locked(c, FLEETMQ_CLIENT_DISCONNECTED, FLEETMQ_CLIENT_ERR_TIMEOUT, why, true);
 					continue;
 				}
 				if(deadline < next) next = deadline;
@@ -1135,6 +1169,8 @@ int fleetmq_client_get_stats(struct fleetmq_client *c, struct fleetmq_client_sta
 	out->reports_sent = c->n_reports_sent;
 	out->jobs_started = c->n_jobs_started;
 	out->shadow_version = c->shadow_version;
+	out->subscribed = c->subscribed;
+	out->direct_delivery = c->direct_delivery;
 	pthread_mutex_unlock(&c->mu);
 	return FLEETMQ_CLIENT_OK;
 }

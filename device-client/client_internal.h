@@ -51,6 +51,7 @@ struct fm_out {
 /* A FIFO of messages to publish. */
 struct fm_outq {
 	struct fm_out *head, *tail;
+	bool unsubscribe;          /* then drop the <prefix>/<id>/# subscription */
 };
 
 /* =========================================================================
@@ -273,6 +274,8 @@ struct fleetmq_client {
 	uint64_t reconnect_at_ms;            /* monotonic; when IDLE */
 	uint32_t failures;                   /* consecutive failed attempts */
 	bool session_present;
+	bool subscribed;                     /* this connection subscribed to <prefix>/<id>/# */
+	bool direct_delivery;                /* the last HelloAccepted: the broker sends to our session directly */
 	bool disconnect_requested;           /* timer thread must MQTTAsync_disconnect (abandoned attempt) */
 	struct fm_kvlist software;
 	char execution_in_progress[FM_MAX_ID_BYTES + 1];

@@ -687,6 +687,9 @@ struct fleetmq_client_stats {
 	uint64_t reports_sent;        /* job report transmissions incl. retries */
 	uint64_t jobs_started;        /* executions handed to handlers */
 	uint64_t shadow_version;      /* last applied (persisted) version */
+	bool subscribed;              /* the connection holds a <prefix>/<id>/# subscription
+	                                 (false once the broker said it delivers directly) */
+	bool direct_delivery;         /* the last HelloAccepted said direct_delivery */
 };
 
 /* Snapshot of the counters. Returns OK or ERR_INVALID. */

@@ -229,6 +229,11 @@ int mosquitto_broker_publish(const char *clientid, const char *topic, int payloa
 		fprintf(stderr, "fake_broker: plugin published to an invalid topic '%s'\n", topic);
 		abort();
 	}
+	/* delivery.direct: a client id that cannot exist loses the message */
+	if(clientid && (!clientid[0] || !fake_utf8_valid(clientid, strlen(clientid)))){
+		fprintf(stderr, "fake_broker: plugin published '%s' to an impossible client id\n", topic);
+		abort();
+	}
 	/* Read every byte: ASan reports a payload shorter than payloadlen. */
 	for(i = 0; i < payloadlen; i++) sum += p[i];
 	(void)sum;

@@ -120,6 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len;
 	int n = 0;
 
+	/* Device messages are answered by direct delivery here (the target
+	 * session is computed from the topic and the sender); fuzz_control runs
+	 * with the default, delivery to subscribers. */
+	fake_broker_extra_yaml = "delivery:\n  direct: true\n";
 	fuzz_world_maybe_reset(RESET_EVERY, MAX_NEW_SEQ);
 	while(n++ < MAX_RECORDS && fuzz_read_u8(&r, &h0) && fuzz_read_u8(&r, &h1)){
 		if(!fuzz_read_u8(&r, &l0)) l0 = 0;

@@ -200,12 +200,14 @@ struct dut {
 	struct fleetmq_client *c;
 };
 
+static int g_dut_port;   /* 0 = the suite's broker */
+
 static void dut_options(struct dut *d, struct fleetmq_client_options *o)
 {
 	static const struct fleetmq_client_kv sw[] = { { "firmware", "1.0.0" }, { "app", "2.3" } };
 
 	o->host = "127.0.0.1";
-	o->port = g_broker.port;
+	o->port = g_dut_port ? g_dut_port : g_broker.port;
 	o->device_id = d->id;
 	o->device_type = DEV_TYPE;
 	o->hw_revision = "revB";
@@ -1193,6 +1195,100 @@ static void test_client_tls(void)
 	pthread_mutex_destroy(&rec.mu);
 }
 
+/* delivery.direct: the broker sends the device's messages to its session,
+ * the library drops its subscription once HelloAccepted says so, reconnects
+ * without one, and falls back to subscribing when the broker stops
+ * delivering directly. */
+static void set_direct(struct fm_broker *b, bool on)
+{
+	char y[8192], *at;
+	size_t n;
+	FILE *f = fopen(b->yaml_path, "r");
+
+	FM_ASSERT_FATAL(f != NULL, "read %s", b->yaml_path);
+	n = fread(y, 1, sizeof(y) - 1, f);
+	fclose(f);
+	y[n] = '\0';
+	at = strstr(y, on ? "direct: false" : "direct: true ");
+	if(at) memcpy(at, on ? "direct: true " : "direct: false", 13);
+	f = fopen(b->yaml_path, "w");
+	FM_ASSERT_FATAL(f != NULL, "write %s", b->yaml_path);
+	fputs(y, f);
+	fclose(f);
+}
+
+static void test_client_direct_delivery(void)
+{
+	struct fm_broker_opts bo = FM_BROKER_OPTS_INITIALIZER;
+	struct fleetmq_client_stats st;
+	struct fm_update_result ur = {0};
+	struct fm_client *ops = NULL;
+	struct fm_broker tb;
+	struct fm_msg *m;
+	struct dut d;
+	char buf[64];
+	uint64_t failures0;
+
+	memset(&tb, 0, sizeof(tb));
+	bo.yaml = FM_DEFAULT_YAML "delivery:\n  direct: true \n";
+	FM_ASSERT_EQ_FATAL(fm_broker_start(&tb, &bo), 0);
+	g_dut_port = tb.port;
+	ops = fm_control_connect(tb.port, "ops");
+	FM_ASSERT(ops != NULL, "operator connect");
+	if(!ops || fm_client_subscribe(ops, "fleet/cl-direct/#", 1, MQTT_SUB_OPT_NO_LOCAL, FM_TIMEOUT_MS) != 1) goto out;
+	FM_ASSERT_EQ_FATAL(dut_new(&d, "cl-direct", NULL), FLEETMQ_CLIENT_OK);
+	if(!dut_start(&d)) goto done;
+	fleetmq_client_get_stats(d.c, &st);
+	FM_ASSERT(st.direct_delivery, "HelloAccepted.direct_delivery not seen");
+	FM_ASSERT(!st.subscribed, "the library kept its subscription although the broker delivers directly");
+	/* the device's hello/accepted went to the device only, not to subscribers */
+	m = fm_client_wait_message(ops, "fleet/cl-direct/hello/accepted", 300);
+	FM_ASSERT(m == NULL, "a subscriber saw the device's hello/accepted under delivery.direct");
+	fm_msg_free(m);
+
+	/* an operator's request on the device topic: accepted goes to the
+	 * operator, the delta to the device, which holds no subscription */
+	fm_sleep_ms(200);
+	FM_ASSERT_EQ(fm_shadow_update(ops, "cl-direct", "op1", 0, NULL, "{\"led\":\"off\"}", &ur, FM_TIMEOUT_MS), 1);
+	fm_update_result_clear(&ur);
+	FM_ASSERT_EQ(rec_wait(&d.rec, &d.rec.deltas, 1, FM_TIMEOUT_MS), 1);
+	pthread_mutex_lock(&d.rec.mu);
+	FM_ASSERT_STR_EQ(fm_json_string(d.rec.last_delta, "led", buf, sizeof(buf)), "off");
+	pthread_mutex_unlock(&d.rec.mu);
+
+	/* the broker comes back without direct delivery: the library reconnects
+	 * without a subscription, its hello goes unanswered, and the next
+	 * attempt subscribes and gets online */
+	fleetmq_client_get_stats(d.c, &st);
+	failures0 = st.connect_failures;
+	fm_client_destroy(ops);
+	ops = NULL;
+	fm_broker_stop(&tb);
+	set_direct(&tb, false);
+	FM_ASSERT_EQ_FATAL(fm_broker_restart(&tb), 0);
+	FM_ASSERT_EQ(rec_wait(&d.rec, &d.rec.connected, 2, 15000), 2);
+	fleetmq_client_get_stats(d.c, &st);
+	FM_ASSERT(st.connected && st.subscribed && !st.direct_delivery, "after the fallback: connected %d subscribed %d direct %d",
+			st.connected, st.subscribed, st.direct_delivery);
+	FM_ASSERT(st.connect_failures >= failures0 + 2, "expected the lost connection and one unanswered hello, got %" PRIu64
+			" failures", st.connect_failures - failures0);
+	/* without direct delivery the operator needs its subscription again */
+	ops = fm_control_connect(tb.port, "ops");
+	FM_ASSERT(ops != NULL, "operator connect after restart");
+	if(ops && fm_client_subscribe(ops, "fleet/cl-direct/#", 1, MQTT_SUB_OPT_NO_LOCAL, FM_TIMEOUT_MS) == 1){
+		FM_ASSERT_EQ(fm_shadow_update(ops, "cl-direct", "op2", 0, NULL, "{\"led\":\"on\"}", &ur, FM_TIMEOUT_MS), 1);
+		fm_update_result_clear(&ur);
+		FM_ASSERT(rec_wait(&d.rec, &d.rec.deltas, 2, FM_TIMEOUT_MS) >= 2, "delta through the subscription after the fallback");
+	}
+done:
+	dut_free(&d);
+out:
+	fm_client_destroy(ops);
+	g_dut_port = 0;
+	if(CU_get_number_of_failures() > 0) fm_broker_dump_log(&tb, 40);
+	fm_broker_cleanup(&tb);
+}
+
 int main(void)
 {
 	static const struct fm_test tests[] = {
@@ -1210,6 +1306,7 @@ int main(void)
 		{ "test_client_job_cancel", test_client_job_cancel },
 		{ "test_client_artifact_read", test_client_artifact_read },
 		{ "test_client_tls", test_client_tls },
+		{ "test_client_direct_delivery", test_client_direct_delivery },
 		{ "test_client_telemetry_offline_buffer", test_client_telemetry_offline_buffer },
 		{ "test_client_job_report_offline_outbox", test_client_job_report_offline_outbox },
 		{ NULL, NULL },
