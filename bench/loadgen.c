@@ -2253,6 +2253,21 @@ static const char *met(bool have, bool ok)
 /* Throughput row: ratio of medians, and the CPU-cost ratio (vanilla broker
  * CPU per message / plugin broker CPU per message), which does not depend on
  * how much CPU the shared machine left to the broker. */
+/* Row 6 for one plugin configuration: total RSS per connected device against
+ * vanilla's (a, from nv runs). */
+static void row_connected(const char *what, const char *scenario, double a, int nv)
+{
+	char c1[32], c2[32], c3[32];
+	int n;
+	double b = median(scenario, "plugin", "per_device_b", NULL, &n);
+
+	fmt(c1, sizeof(c1), a, 0);
+	fmt(c2, sizeof(c2), b, 0);
+	fmt(c3, sizeof(c3), a > 0 && b >= 0 ? b / a : -1, 2);
+	printf("| 6. RSS per connected device %s: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
+			what, c1, c2, c3, met(b >= 0, b <= 2048), nv, n);
+}
+
 static void row_ratio(const char *title, const char *sc, const char *key, const char *unit, int prec, double goal)
 {
 	int nv, np;
@@ -2385,28 +2400,15 @@ static int report(const char *path)
 		double r = median("memory-connected-retained", "vanilla", "per_device_b", NULL, NULL);
 		a = median("memory-connected", "vanilla", "per_device_b", NULL, &nv);
 		b = median("memory-connected", "plugin", "per_device_b", NULL, &np);
-		fmt(c1, sizeof(c1), a, 0);
-		fmt(c2, sizeof(c2), b, 0);
-		fmt(c3, sizeof(c3), a > 0 && b >= 0 ? b / a : -1, 2);
-		printf("| 6. RSS per connected device (hello + heartbeat), %.0f devices: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
-				median("memory-connected", "plugin", "devices", NULL, NULL), c1, c2, c3, met(b >= 0, b <= 2048), nv, np);
 		{
-			int nn;
-			double n = median("memory-connected-noretain", "plugin", "per_device_b", NULL, &nn);
-			fmt(c1, sizeof(c1), a, 0);
-			fmt(c2, sizeof(c2), n, 0);
-			fmt(c3, sizeof(c3), a > 0 && n >= 0 ? n / a : -1, 2);
-			printf("| 6. RSS per connected device, `presence.retain: false`: total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
-					c1, c2, c3, met(n >= 0, n <= 2048), nv, nn);
-			fmt(c1, sizeof(c1), median("memory-connected-noretain", "plugin", "marginal_b", NULL, NULL), 0);
-			printf("| 6. ... marginal (second half of the devices), `presence.retain: false` | B | - | %s | - | - | - | - | -/%d |\n", c1, nn);
-			n = median("memory-connected-direct", "plugin", "per_device_b", NULL, &nn);
-			fmt(c1, sizeof(c1), a, 0);
-			fmt(c2, sizeof(c2), n, 0);
-			fmt(c3, sizeof(c3), a > 0 && n >= 0 ? n / a : -1, 2);
-			printf("| 6. RSS per connected device, `presence.retain: false` + `delivery.direct: true` (no device subscription): total | B | %s | %s | %s | - | <= 2048 | %s | %d/%d |\n",
-					c1, c2, c3, met(n >= 0, n <= 2048), nv, nn);
+			char what[96];
+			snprintf(what, sizeof(what), "(hello + heartbeat), %.0f devices", median("memory-connected", "plugin", "devices", NULL, NULL));
+			row_connected(what, "memory-connected", a, nv);
 		}
+		row_connected("with `presence.retain: false`", "memory-connected-noretain", a, nv);
+		fmt(c1, sizeof(c1), median("memory-connected-noretain", "plugin", "marginal_b", NULL, NULL), 0);
+		printf("| 6. ... marginal (second half of the devices), `presence.retain: false` | B | - | %s | - | - | - | - | - |\n", c1);
+		row_connected("with `presence.retain: false` + `delivery.direct: true` (no device subscription)", "memory-connected-direct", a, nv);
 		fmt(c1, sizeof(c1), median("memory-connected", "vanilla", "marginal_b", NULL, NULL), 0);
 		fmt(c2, sizeof(c2), median("memory-connected", "plugin", "marginal_b", NULL, NULL), 0);
 		printf("| 6. RSS per connected device: marginal (second half of the devices) | B | %s | %s | - | - | - | - | %d/%d |\n",
