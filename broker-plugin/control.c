@@ -155,6 +155,9 @@ static int cmd_update_desired(struct fleetmq_plugin *pl, const struct control_ct
 		if(rc == FLEETMQ_ERR_VERSION_CONFLICT) cJSON_AddNumberToObject(data, "currentVersion", (double)s.version);
 		return rc;
 	}
+	/* like an update on the device topic: accepted (the device's desired view
+	 * learns deletions from it), then the delta */
+	handlers__shadow_queue_accepted(pl, id, FLEETMQ_SHADOW_DESIRED, desired, &s, "", c->now_ms);
 	handlers__shadow_push_delta(pl, id, &s, c->now_ms);
 	cJSON_AddStringToObject(data, "deviceId", id);
 	cJSON_AddNumberToObject(data, "version", (double)s.version);

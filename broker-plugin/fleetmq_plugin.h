@@ -122,6 +122,7 @@ struct fleetmq_plugin {
 	uint64_t job_id_counter;
 	/* counters, for logs and benchmarks */
 	uint64_t n_commits, n_commit_failures, n_rejections, n_messages;
+	uint64_t n_direct_dropped;             /* delivery.direct: device without a verified session */
 };
 
 /* Monotonic and wall clocks in ms. */
@@ -180,6 +181,8 @@ int handlers__shadow_apply(struct fleetmq_plugin *pl, const char *id, enum fleet
 		const cJSON *patch, uint64_t expected_version, uint64_t now_ms, struct fleetmq_shadow *s,
 		char *reason, size_t reason_len);
 /* Queue the delta of s to the device if it is connected and a delta exists. */
+void handlers__shadow_queue_accepted(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
+		const cJSON *patch, const struct fleetmq_shadow *s, const char *token, uint64_t now_ms);
 void handlers__shadow_push_delta(struct fleetmq_plugin *pl, const char *id, const struct fleetmq_shadow *s, uint64_t now_ms);
 /* Send a Rejection to <topic>/rejected. */
 void handlers__reject(struct fleetmq_plugin *pl, const char *request_topic, int code,

@@ -216,6 +216,7 @@ static const char *hello_invalid(const Fleetmq__V1__Hello *h)
 			|| strlen(h->hw_revision) > MAX_HELLO_STRING_BYTES || strlen(h->execution_in_progress) > MAX_HELLO_STRING_BYTES){
 		return "agent_version, device_type, hw_revision and execution_in_progress are limited to 128 bytes";
 	}
+	if(strlen(h->client_token) > MAX_TOKEN_BYTES) return "client_token is longer than 64 bytes";
 	if(h->n_software > MAX_HELLO_LIST || h->n_attributes > MAX_HELLO_LIST){
 		return "at most 32 software entries and 32 attributes";
 	}
@@ -256,12 +257,12 @@ static void handle_hello(const struct request *r)
 		return;
 	}
 	if((why = hello_invalid(h)) != NULL){
-		reject(r, FLEETMQ_ERR_BAD_REQUEST, why, NULL, 0);
+		reject(r, FLEETMQ_ERR_BAD_REQUEST, why, strlen(h->client_token) <= MAX_TOKEN_BYTES ? h->client_token : NULL, 0);
 		goto cleanup;
 	}
 	dev = device__ensure(pl, r->t->device_id, r->now_ms);
 	if(!dev){
-		reject(r, FLEETMQ_ERR_INTERNAL, "cannot register device", NULL, 0);
+		reject(r, FLEETMQ_ERR_INTERNAL, "cannot register device", h->client_token, 0);
 		goto cleanup;
 	}
 	sw = hello_software_json(h);
@@ -276,7 +277,7 @@ static void handle_hello(const struct request *r)
 	}
 	device__on_hello(pl, dev, r->client, r->now_ms);
 	if(device__persist(pl, dev, h->hw_revision, sw, attrs) != FLEETMQ_OK){
-		reject(r, FLEETMQ_ERR_INTERNAL, "cannot store device record", NULL, 0);
+		reject(r, FLEETMQ_ERR_INTERNAL, "cannot store device record", h->client_token, 0);
 		goto cleanup;
 	}
 
@@ -284,6 +285,7 @@ static void handle_hello(const struct request *r)
 	ack.server_time_ms = r->now_ms;
 	ack.pending_jobs = (uint32_t)job__pending_count(pl, dev->id);
 	ack.direct_delivery = pl->cfg.delivery_direct;
+	ack.client_token = h->client_token;
 	ack.shadow_sync = FLEETMQ__V1__SHADOW_SYNC__SHADOW_SYNC_NONE;
 	if(dev->shadow_version > 0 && h->shadow_version != dev->shadow_version){
 		if(shadow_load(pl, dev->id, &s) == FLEETMQ_OK){
@@ -407,17 +409,36 @@ void handlers__shadow_push_delta(struct fleetmq_plugin *pl, const char *id, cons
 	}
 }
 
+/* Queue the ShadowUpdateAccepted of an applied patch on the device's
+ * shadow/update/accepted. The device learns desired changes from it: a
+ * delta carries neither deleted keys nor keys that now equal reported. */
+void handlers__shadow_queue_accepted(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
+		const cJSON *patch, const struct fleetmq_shadow *s, const char *token, uint64_t now_ms)
+{
+	Fleetmq__V1__ShadowUpdateAccepted ack = FLEETMQ__V1__SHADOW_UPDATE_ACCEPTED__INIT;
+	cJSON *meta = fleetmq_shadow_patch_metadata(s, side, patch);
+	char *state_s = wrap_side(side, patch), *meta_s = wrap_side(side, meta);
+
+	ack.version = s->version;
+	ack.state_json = state_s ? state_s : (char *)"{}";
+	ack.metadata_json = meta_s ? meta_s : (char *)"{}";
+	ack.timestamp_ms = now_ms;
+	ack.client_token = (char *)(token ? token : "");
+	queue_pb(pl, id, "shadow/update/accepted", &ack.base);
+	fm_free(state_s);
+	fm_free(meta_s);
+	cJSON_Delete(meta);
+}
+
 static void handle_shadow_update(const struct request *r)
 {
 	struct fleetmq_plugin *pl = r->pl;
 	Fleetmq__V1__ShadowUpdateRequest *req = NULL;
-	Fleetmq__V1__ShadowUpdateAccepted ack = FLEETMQ__V1__SHADOW_UPDATE_ACCEPTED__INIT;
 	struct fleetmq_shadow s = {0};
 	enum fleetmq_shadow_side side;
 	const char *json, *token;
-	cJSON *patch = NULL, *meta = NULL;
+	cJSON *patch = NULL;
 	char reason[256];
-	char *state_s = NULL, *meta_s = NULL;
 	bool loaded = false;
 	int rc;
 
@@ -464,22 +485,21 @@ static void handle_shadow_update(const struct request *r)
 		goto cleanup;
 	}
 
-	meta = fleetmq_shadow_patch_metadata(&s, side, patch);
-	state_s = wrap_side(side, patch);
-	meta_s = wrap_side(side, meta);
-	ack.version = s.version;
-	ack.state_json = state_s ? state_s : (char *)"{}";
-	ack.metadata_json = meta_s ? meta_s : (char *)"{}";
-	ack.timestamp_ms = r->now_ms;
-	ack.client_token = (char *)token;
-	queue_pb(pl, r->t->device_id, "shadow/update/accepted", &ack.base);
-	if(side == FLEETMQ_SHADOW_DESIRED) handlers__shadow_push_delta(pl, r->t->device_id, &s, r->now_ms);
+	handlers__shadow_queue_accepted(pl, r->t->device_id, side, patch, &s, token, r->now_ms);
+	if(side == FLEETMQ_SHADOW_DESIRED){
+		if(pl->cfg.delivery_direct){
+			/* The answer went to the operator only; the device gets its own
+			 * copy (addressed to the device: no requester). */
+			const char *requester = pl->requester_id;
+			pl->requester_id = NULL;
+			handlers__shadow_queue_accepted(pl, r->t->device_id, side, patch, &s, token, r->now_ms);
+			pl->requester_id = requester;
+		}
+		handlers__shadow_push_delta(pl, r->t->device_id, &s, r->now_ms);
+	}
 
 cleanup:
 	if(loaded) fleetmq_shadow_clear(&s);
-	fm_free(state_s);
-	fm_free(meta_s);
-	cJSON_Delete(meta);
 	cJSON_Delete(patch);
 	fleetmq__v1__shadow_update_request__free_unpacked(req, NULL);
 }

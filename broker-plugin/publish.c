@@ -49,12 +49,20 @@ static bool ends_with(const char *s, const char *tail)
  * NULL to publish it to subscribers. Responses (.../accepted, .../rejected)
  * go to whoever made the request being handled, everything else on a device
  * topic (deltas, job notifications, artifact chunks) to the device; presence
- * and everything outside the fleet prefix to subscribers. */
-static char *direct_target(struct fleetmq_plugin *pl, const char *topic, bool retain)
+ * and everything outside the fleet prefix to subscribers.
+ * A message for a device is sent only while the device has a session the
+ * plugin has heard from (it authenticated as the device): direct delivery
+ * skips Mosquitto's READ check, and a client that merely took the device's
+ * client id must not get it. Otherwise *drop is set: the device catches up
+ * with its next hello anyway. */
+static char *direct_target(struct fleetmq_plugin *pl, const char *topic, bool retain, bool *drop)
 {
 	const char *prefix = pl->cfg.topic_prefix, *id, *slash;
 	size_t plen = strlen(prefix);
+	struct fleetmq_device *dev;
+	char *target;
 
+	*drop = false;
 	if(!pl->cfg.delivery_direct || retain) return NULL;
 	if(strncmp(topic, prefix, plen) || topic[plen] != '/') return NULL;
 	id = topic + plen + 1;
@@ -63,7 +71,14 @@ static char *direct_target(struct fleetmq_plugin *pl, const char *topic, bool re
 	if(pl->requester_id && (ends_with(topic, "/accepted") || ends_with(topic, "/rejected"))){
 		return fm_strdup(pl->requester_id);
 	}
-	return fm_strndup(id, (size_t)(slash - id));
+	target = fm_strndup(id, (size_t)(slash - id));
+	dev = target ? device__find(pl, target) : NULL;
+	if(!dev || !dev->conn){
+		fm_free(target);
+		*drop = true;
+		return NULL;
+	}
+	return target;
 }
 
 int publish__queue(struct fleetmq_plugin *pl, const char *topic, void *payload, size_t len, int qos, bool retain)
@@ -75,16 +90,27 @@ int publish__queue_props(struct fleetmq_plugin *pl, const char *topic, void *pay
 		bool retain, void *props)
 {
 	struct fleetmq_outmsg *m;
+	char *target;
+	bool drop;
 
+	target = direct_target(pl, topic, retain, &drop);
+	if(drop){
+		mosquitto_property *p = props;
+		fm_free(payload);
+		mosquitto_property_free_all(&p);
+		pl->n_direct_dropped++;
+		return FLEETMQ_OK;
+	}
 	m = fm_calloc(1, sizeof(*m));
 	if(!m || !(m->topic = fm_strdup(topic))){
 		mosquitto_property *p = props;
+		fm_free(target);
 		fm_free(m);
 		fm_free(payload);
 		mosquitto_property_free_all(&p);
 		return FLEETMQ_ERR_NOMEM;
 	}
-	m->clientid = direct_target(pl, topic, retain);
+	m->clientid = target;
 	m->props = props;
 	m->payload = payload;
 	m->payloadlen = (uint32_t)len;

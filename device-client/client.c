@@ -430,6 +430,8 @@ static void queue_hello_locked(struct fleetmq_client *c, struct fm_outq *q)
 	h.agent_version = c->agent_version;
 	h.device_type = c->device_type;
 	h.hw_revision = c->hw_revision;
+	client__token_locked(c, 'h', c->hello_token, sizeof(c->hello_token));
+	h.client_token = c->hello_token;
 	for(i = 0; i < c->software.n && i < FM_MAX_HELLO_LIST; i++){
 		fleetmq__v1__software__init(&sw[i]);
 		sw[i].name = c->software.keys[i];
@@ -521,6 +523,9 @@ static void on_connect_success(void *context, MQTTAsync_successData5 *resp)
 		 * unanswered and the next attempt subscribes again. */
 		struct fm_outq q = {0};
 		c->state = FM_CONN_HELLO;
+		/* a resumed session may still hold a subscription whose UNSUBSCRIBE
+		 * was lost with the previous connection: drop it (cheap if none) */
+		q.unsubscribe = c->session_present;
 		queue_hello_locked(c, &q);
 		pthread_mutex_unlock(&c->mu);
 		client__flush(c, &q);
@@ -588,6 +593,13 @@ static void hello_message_locked(struct fleetmq_client *c, const char *rest, con
 			client__log(c, FLEETMQ_CLIENT_LOG_WARNING, "undecodable hello/accepted ignored");
 			return;
 		}
+		/* An answer to an earlier hello, still queued in a resumed session
+		 * (a broker that does not echo the token sends none). */
+		if(ack->client_token[0] && strcmp(ack->client_token, c->hello_token)){
+			client__log(c, FLEETMQ_CLIENT_LOG_DEBUG, "stale hello/accepted (%s) ignored", ack->client_token);
+			fleetmq__v1__hello_accepted__free_unpacked(ack, NULL);
+			return;
+		}
 		if(c->state != FM_CONN_HELLO && c->state != FM_CONN_ONLINE){
 			fleetmq__v1__hello_accepted__free_unpacked(ack, NULL);
 			return;
@@ -622,7 +634,8 @@ static void hello_message_locked(struct fleetmq_client *c, const char *rest, con
 		Fleetmq__V1__Rejection *r = fleetmq__v1__rejection__unpack(NULL, len, p);
 		char why[320];
 
-		if(c->state != FM_CONN_HELLO){
+		if(c->state != FM_CONN_HELLO || (r && r->client_token[0] && strcmp(r->client_token, c->hello_token))){
+			/* not waiting, or the answer to an earlier hello */
 			if(r) fleetmq__v1__rejection__free_unpacked(r, NULL);
 			return;
 		}

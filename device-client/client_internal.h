@@ -290,6 +290,7 @@ struct fleetmq_client {
 	uint64_t desired_version;
 	bool desired_known;
 	char init_get_token[FM_MAX_TOKEN_BYTES + 1];
+	char hello_token[FM_MAX_TOKEN_BYTES + 1]; /* of the last hello sent; answers must echo it */
 	cJSON *reported_cache;               /* merged reported state of this process */
 	struct fm_patch *patch_head, *patch_tail;  /* pending reported patches */
 	cJSON *inflight_patch;               /* sent, not answered */

@@ -1217,6 +1217,23 @@ static void set_direct(struct fm_broker *b, bool on)
 	fclose(f);
 }
 
+/* Wait until the device's desired view has (want) or lacks (!want) key. */
+static bool desired_view_has(struct dut *d, const char *key, bool want)
+{
+	char *desired = NULL;
+	bool has = !want;
+	int i;
+
+	for(i = 0; i < 300 && has != want; i++){
+		if(i) fm_sleep_ms(10);
+		if(fleetmq_client_shadow_desired(d->c, &desired, NULL) != FLEETMQ_CLIENT_OK) continue;
+		has = fm_json_has(desired, key);
+		fleetmq_client_free(desired);
+		desired = NULL;
+	}
+	return has == want;
+}
+
 static void test_client_direct_delivery(void)
 {
 	struct fm_broker_opts bo = FM_BROKER_OPTS_INITIALIZER;
@@ -1228,6 +1245,7 @@ static void test_client_direct_delivery(void)
 	struct dut d;
 	char buf[64];
 	uint64_t failures0;
+	cJSON *r;
 
 	memset(&tb, 0, sizeof(tb));
 	bo.yaml = FM_DEFAULT_YAML "delivery:\n  direct: true \n";
@@ -1255,6 +1273,43 @@ static void test_client_direct_delivery(void)
 	pthread_mutex_lock(&d.rec.mu);
 	FM_ASSERT_STR_EQ(fm_json_string(d.rec.last_delta, "led", buf, sizeof(buf)), "off");
 	pthread_mutex_unlock(&d.rec.mu);
+	/* a deletion carries no delta: the device learns it from its own copy
+	 * of the operator's accepted update */
+	FM_ASSERT_EQ(fm_shadow_update(ops, "cl-direct", "op-del", 0, NULL, "{\"led\":null}", &ur, FM_TIMEOUT_MS), 1);
+	fm_update_result_clear(&ur);
+	FM_ASSERT(desired_view_has(&d, "led", false), "the device's desired view kept a key an operator deleted (direct delivery)");
+	/* the same through the operator API */
+	r = fm_control_commandf(ops, "{\"command\":\"updateDesired\",\"deviceId\":\"cl-direct\",\"desired\":{\"mode\":\"eco\"}}");
+	cJSON_Delete(r);
+	FM_ASSERT(desired_view_has(&d, "mode", true), "updateDesired through $CONTROL did not reach the device's desired view");
+	r = fm_control_commandf(ops, "{\"command\":\"updateDesired\",\"deviceId\":\"cl-direct\",\"desired\":{\"mode\":null}}");
+	cJSON_Delete(r);
+	FM_ASSERT(desired_view_has(&d, "mode", false), "a deletion through $CONTROL did not reach the device's desired view");
+
+	/* direct delivery skips Mosquitto's READ check: a client that only took
+	 * a device's client id (another username) must get nothing */
+	{
+		struct fm_client *real = fm_device_connect(tb.port, "cl-imp"), *imp = NULL;
+		Fleetmq__V1__HelloAccepted *ha = real ? fm_device_hello(real, "cl-imp", 0, FM_TIMEOUT_MS) : NULL;
+
+		FM_ASSERT(ha != NULL, "cl-imp hello");
+		if(ha) fleetmq__v1__hello_accepted__free_unpacked(ha, NULL);
+		fm_client_destroy(real);
+		imp = fm_client_new("cl-imp", "mallory", true);
+		FM_ASSERT(imp && fm_client_connect(imp, tb.port, 30, FM_TIMEOUT_MS) == 0, "impostor connect");
+		r = fm_control_commandf(ops, "{\"command\":\"updateDesired\",\"deviceId\":\"cl-imp\",\"desired\":{\"secret\":\"s3\"}}");
+		FM_ASSERT(cJSON_GetObjectItemCaseSensitive(r, "data") != NULL, "updateDesired for cl-imp failed");
+		cJSON_Delete(r);
+		if(imp){
+			m = fm_client_wait_message(imp, "fleet/cl-imp/shadow/update/delta", 600);
+			FM_ASSERT(m == NULL, "a client with the device's id but another username got its delta");
+			fm_msg_free(m);
+			m = fm_client_wait_message(imp, "fleet/cl-imp/shadow/update/accepted", 0);
+			FM_ASSERT(m == NULL, "a client with the device's id but another username got its accepted update");
+			fm_msg_free(m);
+		}
+		fm_client_destroy(imp);
+	}
 
 	/* the broker comes back without direct delivery: the library reconnects
 	 * without a subscription, its hello goes unanswered, and the next
@@ -1279,6 +1334,11 @@ static void test_client_direct_delivery(void)
 		FM_ASSERT_EQ(fm_shadow_update(ops, "cl-direct", "op2", 0, NULL, "{\"led\":\"on\"}", &ur, FM_TIMEOUT_MS), 1);
 		fm_update_result_clear(&ur);
 		FM_ASSERT(rec_wait(&d.rec, &d.rec.deltas, 2, FM_TIMEOUT_MS) >= 2, "delta through the subscription after the fallback");
+		FM_ASSERT(desired_view_has(&d, "led", true), "desired view after the fallback");
+		/* delivery to subscribers: a $CONTROL deletion reaches the device too */
+		r = fm_control_commandf(ops, "{\"command\":\"updateDesired\",\"deviceId\":\"cl-direct\",\"desired\":{\"led\":null}}");
+		cJSON_Delete(r);
+		FM_ASSERT(desired_view_has(&d, "led", false), "a deletion through $CONTROL did not reach the device (subscribed)");
 	}
 done:
 	dut_free(&d);

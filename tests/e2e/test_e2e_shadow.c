@@ -863,6 +863,53 @@ static void test_config_missing_store_path_refused(void)
 	expect_bad_config(FM_YAML_SECURITY FM_YAML_PRESENCE, "store.path", NULL);
 }
 
+/* Hello.client_token comes back in HelloAccepted (and in the Rejection of a
+ * refused hello), so a device can tell the answer to its current hello from
+ * one still queued in its session. */
+static void test_shadow_hello_token_echoed(void)
+{
+	const char *id = "sh-hello-token";
+	Fleetmq__V1__Hello h = FLEETMQ__V1__HELLO__INIT;
+	char long_token[80];
+	struct fm_client *dev = fm_device_connect(g_broker.port, id);
+	Fleetmq__V1__HelloAccepted *ha;
+	Fleetmq__V1__Rejection *rej;
+	struct fm_msg *m;
+	uint8_t buf[512];
+	size_t len;
+
+	CU_ASSERT_FATAL(dev != NULL);
+	h.device_type = (char *)"e2e-sensor";
+	h.agent_version = (char *)"e2e-1.0";
+	h.client_token = (char *)"tok-42";
+	len = fleetmq__v1__hello__pack(&h, buf);
+	publish_raw(dev, id, "hello", buf, len);
+	m = fm_client_wait_message(dev, "fleet/sh-hello-token/hello/accepted", FM_TIMEOUT_MS);
+	FM_ASSERT(m != NULL, "no hello/accepted");
+	ha = m ? fm_pb_hello_accepted(m) : NULL;
+	if(ha){
+		FM_ASSERT_STR_EQ(ha->client_token, "tok-42");
+		fleetmq__v1__hello_accepted__free_unpacked(ha, NULL);
+	}
+	fm_msg_free(m);
+
+	memset(long_token, 'x', 65);
+	long_token[65] = '\0';
+	h.client_token = long_token;
+	len = fleetmq__v1__hello__pack(&h, buf);
+	publish_raw(dev, id, "hello", buf, len);
+	m = fm_client_wait_message(dev, "fleet/sh-hello-token/hello/rejected", FM_TIMEOUT_MS);
+	FM_ASSERT(m != NULL, "a 65-byte hello token was not rejected");
+	rej = m ? fm_pb_rejection(m) : NULL;
+	if(rej){
+		FM_ASSERT_EQ(rej->code, FLEETMQ__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST);
+		FM_ASSERT(strstr(rej->reason, "client_token") != NULL, "reason: %s", rej->reason);
+		fleetmq__v1__rejection__free_unpacked(rej, NULL);
+	}
+	fm_msg_free(m);
+	fm_client_destroy(dev);
+}
+
 int main(void)
 {
 	static const struct fm_test tests[] = {
@@ -876,6 +923,7 @@ int main(void)
 		{ "test_shadow_hello_version_zero_gets_full_document", test_shadow_hello_version_zero_gets_full_document },
 		{ "test_shadow_hello_version_ahead_gets_full_document", test_shadow_hello_version_ahead_gets_full_document },
 		{ "test_shadow_hello_up_to_date_gets_nothing", test_shadow_hello_up_to_date_gets_nothing },
+		{ "test_shadow_hello_token_echoed", test_shadow_hello_token_echoed },
 		{ "test_shadow_malformed_protobuf_rejected", test_shadow_malformed_protobuf_rejected },
 		{ "test_shadow_get_malformed_rejected", test_shadow_get_malformed_rejected },
 		{ "test_shadow_non_json_rejected", test_shadow_non_json_rejected },
