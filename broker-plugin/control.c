@@ -76,7 +76,7 @@ static int require_device_id(const cJSON *cmd, const char **id, char *err, size_
 		return FLEETMQ_ERR_BAD_REQUEST;
 	}
 	if(!fleetmq_id_valid(*id, strlen(*id))){
-		snprintf(err, errlen, "'deviceId' is not a valid device id (1..128 bytes, no '/', '+', '#')");
+		snprintf(err, errlen, "'deviceId' is not a valid device id (1..128 bytes of UTF-8, no '/', '+', '#')");
 		return FLEETMQ_ERR_BAD_REQUEST;
 	}
 	return FLEETMQ_OK;
@@ -323,7 +323,7 @@ static int cmd_set_device_attributes(struct fleetmq_plugin *pl, const struct con
 		}
 		cJSON_ArrayForEach(it, groups){
 			if(++n > 32 || !cJSON_IsString(it) || !fleetmq_id_valid(it->valuestring, strlen(it->valuestring))){
-				snprintf(err, errlen, "'groups' must hold at most 32 valid names (1..128 bytes, no '/', '+', '#')");
+				snprintf(err, errlen, "'groups' must hold at most 32 valid names (1..128 bytes of UTF-8, no '/', '+', '#')");
 				return FLEETMQ_ERR_BAD_REQUEST;
 			}
 		}

@@ -187,7 +187,7 @@ static bool check_string_array(const cJSON *a, const char *what, size_t max, cha
 	}
 	cJSON_ArrayForEach(it, a){
 		if(++n > max || !cJSON_IsString(it) || !fleetmq_id_valid(it->valuestring, strlen(it->valuestring))){
-			snprintf(err, errlen, "'%s' must hold at most %zu valid ids (1..128 bytes, no '/', '+', '#')", what, max);
+			snprintf(err, errlen, "'%s' must hold at most %zu valid ids (1..128 bytes of UTF-8, no '/', '+', '#')", what, max);
 			return false;
 		}
 	}
@@ -1702,7 +1702,7 @@ static int require_job_id(const cJSON *cmd, const char **id, char *err, size_t e
 {
 	*id = control__string(cmd, "jobId");
 	if(!*id || !fleetmq_id_valid(*id, strlen(*id))){
-		snprintf(err, errlen, "'jobId' (string, 1..128 bytes, no '/', '+', '#') is required");
+		snprintf(err, errlen, "'jobId' (string, 1..128 bytes of UTF-8, no '/', '+', '#') is required");
 		return FLEETMQ_ERR_BAD_REQUEST;
 	}
 	return FLEETMQ_OK;

@@ -9,6 +9,41 @@
 
 #include "topic.h"
 
+/* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. The second byte's allowed range depends on the lead byte;
+ * later continuation bytes are always 0x80..0xBF. */
+bool fleetmq_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n, k;
+	unsigned char lo, hi;
+
+	while(i < len){
+		unsigned char c = p[i];
+		if(c < 0x80){
+			i++;
+			continue;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+		if(c >= 0xc2 && c <= 0xdf) n = 1;
+		else if(c == 0xe0){ n = 2; lo = 0xa0; }
+		else if(c == 0xed){ n = 2; hi = 0x9f; }
+		else if(c >= 0xe1 && c <= 0xef) n = 2;
+		else if(c == 0xf0){ n = 3; lo = 0x90; }
+		else if(c == 0xf4){ n = 3; hi = 0x8f; }
+		else if(c >= 0xf1 && c <= 0xf3) n = 3;
+		else return false;
+		if(len - i <= n) return false;
+		if(p[i + 1] < lo || p[i + 1] > hi) return false;
+		for(k = 2; k <= n; k++){
+			if(p[i + k] < 0x80 || p[i + k] > 0xbf) return false;
+		}
+		i += n + 1;
+	}
+	return true;
+}
+
 bool fleetmq_id_valid(const char *id, size_t len)
 {
 	size_t i;
@@ -18,7 +53,8 @@ bool fleetmq_id_valid(const char *id, size_t len)
 		unsigned char c = (unsigned char)id[i];
 		if(c == '/' || c == '+' || c == '#' || c < 0x20 || c == 0x7f) return false;
 	}
-	return true;
+	/* ids become topic levels, which MQTT requires to be UTF-8 */
+	return fleetmq_utf8_valid(id, len);
 }
 
 /* Copy segment [s, s+len) into dst (FLEETMQ_MAX_ID_BYTES+1) if it is a valid id. */

@@ -38,8 +38,11 @@ struct fleetmq_topic {
  * says what it is. device_id is filled for every kind but OUTSIDE/INVALID. */
 void fleetmq_topic_parse(const char *prefix, const char *topic, struct fleetmq_topic *out);
 
-/* A valid id: 1..FLEETMQ_MAX_ID_BYTES bytes, no '/', '+', '#', no control
- * characters. */
+/* Well-formed UTF-8 (what MQTT requires of topic names and client ids). */
+bool fleetmq_utf8_valid(const char *s, size_t len);
+
+/* A valid id: 1..FLEETMQ_MAX_ID_BYTES bytes of well-formed UTF-8, no '/',
+ * '+', '#', no control characters. */
 bool fleetmq_id_valid(const char *id, size_t len);
 
 /* Build "<prefix>/<id>/<suffix>" into buf. Returns false if it did not fit. */

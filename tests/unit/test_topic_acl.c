@@ -67,6 +67,16 @@ static void test_id_valid_limits(void)
 	CU_ASSERT_FALSE(fleetmq_id_valid("", 0));
 	CU_ASSERT_FALSE(fleetmq_id_valid("a+b", 3));
 	CU_ASSERT_FALSE(fleetmq_id_valid("a#", 2));
+	/* ids become topic levels: well-formed UTF-8 only */
+	CU_ASSERT_TRUE(fleetmq_id_valid("caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x9a\x80", 14));
+	CU_ASSERT_FALSE(fleetmq_id_valid("de\xdf\xdfv", 5));          /* lead byte, no continuation */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\xc0\xaf", 3));            /* overlong '/' */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\xe0\x80\xaf", 4));        /* overlong, 3 bytes */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\xed\xa0\x80", 4));        /* surrogate U+D800 */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\xf4\x90\x80\x80", 5));    /* above U+10FFFF */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\xe2\x82", 3));            /* truncated */
+	CU_ASSERT_FALSE(fleetmq_id_valid("a\x80", 2));                /* stray continuation */
+	CU_ASSERT_TRUE(fleetmq_utf8_valid("\xef\xbf\xbf\xf4\x8f\xbf\xbf", 7)); /* U+FFFF, U+10FFFF */
 	CU_ASSERT_FALSE(fleetmq_id_valid("a\nb", 3));
 }
 
