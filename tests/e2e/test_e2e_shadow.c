@@ -863,28 +863,37 @@ static void test_config_missing_store_path_refused(void)
 	expect_bad_config(FM_YAML_SECURITY FM_YAML_PRESENCE, "store.path", NULL);
 }
 
+/* Send a hello carrying token; return the answer on hello/<answer>. */
+static struct fm_msg *hello_with_token(struct fm_client *dev, const char *id, const char *token, const char *answer)
+{
+	Fleetmq__V1__Hello h = FLEETMQ__V1__HELLO__INIT;
+	char topic[128], suffix[32];
+	uint8_t buf[512];
+	size_t len;
+
+	h.device_type = (char *)"e2e-sensor";
+	h.agent_version = (char *)"e2e-1.0";
+	h.client_token = (char *)token;
+	len = fleetmq__v1__hello__pack(&h, buf);
+	publish_raw(dev, id, "hello", buf, len);
+	snprintf(suffix, sizeof(suffix), "hello/%s", answer);
+	return fm_client_wait_message(dev, fm_topic(topic, sizeof(topic), id, suffix), FM_TIMEOUT_MS);
+}
+
 /* Hello.client_token comes back in HelloAccepted (and in the Rejection of a
  * refused hello), so a device can tell the answer to its current hello from
  * one still queued in its session. */
 static void test_shadow_hello_token_echoed(void)
 {
 	const char *id = "sh-hello-token";
-	Fleetmq__V1__Hello h = FLEETMQ__V1__HELLO__INIT;
 	char long_token[80];
 	struct fm_client *dev = fm_device_connect(g_broker.port, id);
 	Fleetmq__V1__HelloAccepted *ha;
 	Fleetmq__V1__Rejection *rej;
 	struct fm_msg *m;
-	uint8_t buf[512];
-	size_t len;
 
 	CU_ASSERT_FATAL(dev != NULL);
-	h.device_type = (char *)"e2e-sensor";
-	h.agent_version = (char *)"e2e-1.0";
-	h.client_token = (char *)"tok-42";
-	len = fleetmq__v1__hello__pack(&h, buf);
-	publish_raw(dev, id, "hello", buf, len);
-	m = fm_client_wait_message(dev, "fleet/sh-hello-token/hello/accepted", FM_TIMEOUT_MS);
+	m = hello_with_token(dev, id, "tok-42", "accepted");
 	FM_ASSERT(m != NULL, "no hello/accepted");
 	ha = m ? fm_pb_hello_accepted(m) : NULL;
 	if(ha){
@@ -895,10 +904,7 @@ static void test_shadow_hello_token_echoed(void)
 
 	memset(long_token, 'x', 65);
 	long_token[65] = '\0';
-	h.client_token = long_token;
-	len = fleetmq__v1__hello__pack(&h, buf);
-	publish_raw(dev, id, "hello", buf, len);
-	m = fm_client_wait_message(dev, "fleet/sh-hello-token/hello/rejected", FM_TIMEOUT_MS);
+	m = hello_with_token(dev, id, long_token, "rejected");
 	FM_ASSERT(m != NULL, "a 65-byte hello token was not rejected");
 	rej = m ? fm_pb_rejection(m) : NULL;
 	if(rej){
