@@ -25,8 +25,12 @@ usage: bench/run.sh [options]
   --memory-checkpoints L   RSS checkpoints while registering (10000,100000)
   --memory-devices N       extra run: register N devices (e.g. 1000000) with RSS checkpoints
   --shadow-rate R          offered load of the shadow latency measurement (1000 updates/s)
-  --connected-devices N    connected devices of the memory scenario (10000; ~19900 max with ulimit -n 20000)
+  --connected-devices N    connected devices of the memory scenario (10000; at most ulimit -n - 100:
+                           bench/vm.sh runs this script where the limit can be raised)
   --only LIST              comma list of: pubsub,telemetry,shadow,artifact,reconnect,fanout,connected
+  --connected-brokers L    brokers of the connected scenario, a comma list of
+                           vanilla,vanilla-retained,plugin,plugin-noretain,plugin-direct (all)
+  --timeout S              hard time limit of each load generator run (600 s)
   --build-dir DIR          (build-bench)
   --no-build               use the existing build
   --keep                   keep the temporary broker directories
@@ -40,7 +44,9 @@ FANOUT_N=100000
 MEM_CHECKPOINTS=10000,100000
 MEM_MAX=""
 CONNECTED_N=10000
+CONNECTED_BROKERS=vanilla,vanilla-retained,plugin,plugin-noretain,plugin-direct
 SHADOW_RATE=1000
+LG_TIMEOUT=600
 ONLY=all
 KEEP=0
 BUILD=1
@@ -57,13 +63,22 @@ while [ $# -gt 0 ]; do
 		--memory-checkpoints) MEM_CHECKPOINTS=$2; shift 2 ;;
 		--memory-devices) MEM_MAX=$2; shift 2 ;;
 		--connected-devices) CONNECTED_N=$2; shift 2 ;;
+		--connected-brokers) CONNECTED_BROKERS=$2; shift 2 ;;
 		--shadow-rate) SHADOW_RATE=$2; shift 2 ;;
 		--only) ONLY=$2; shift 2 ;;
+		--timeout) LG_TIMEOUT=$2; shift 2 ;;
 		--build-dir) BUILD_DIR=$2; shift 2 ;;
 		--no-build) BUILD=0; shift ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+for b in ${CONNECTED_BROKERS//,/ }; do
+	case "$b" in
+		vanilla|vanilla-retained|plugin|plugin-noretain|plugin-direct) ;;
+		*) echo "unknown broker $b in --connected-brokers" >&2; exit 2 ;;
 	esac
 done
 
@@ -178,7 +193,7 @@ stop_broker() {
 lg() {
 	local label=$1 port=$2 pid=$3 sc=$4
 	shift 4
-	"$LG" "$sc" --label "$label" --port "$port" --broker-pid "$pid" "$@" | tee -a "$RAW" | sed 's/^/  /' >&2 || {
+	"$LG" "$sc" --label "$label" --port "$port" --broker-pid "$pid" --timeout "$LG_TIMEOUT" "$@" | tee -a "$RAW" | sed 's/^/  /' >&2 || {
 		log "scenario $sc on $label failed (exit ${PIPESTATUS[0]}); continuing"
 	}
 }
@@ -254,7 +269,7 @@ if want connected; then
 	# Presence record's size, to attribute that part of the plugin's memory
 	# plugin-noretain: the plugin with presence.retain false (events only);
 	# plugin-direct: also delivery.direct true, devices do not subscribe
-	for b in vanilla vanilla-retained plugin plugin-noretain plugin-direct; do
+	for b in ${CONNECTED_BROKERS//,/ }; do
 		log "memory: $CONNECTED_N connected devices on $b"
 		kind=${b%-*}
 		extra=()
@@ -287,7 +302,7 @@ OUT=$ROOT/bench/results/$DATE.md
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), $(free -g | awk '/^Mem:/{print $2}') GiB RAM"
 	echo "- mosquitto: $("$MOSQUITTO" -h 2>/dev/null | head -1), ulimit -n $NOFILE"
-	echo "- source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + local changes')"
+	echo "- source: ${BENCH_SOURCE:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + local changes')}"
 	echo "- repetitions: $REPS (medians), throughput windows ${DURATION} s after 1 s warm-up"
 	echo
 	"$LG" report "$RAW"
