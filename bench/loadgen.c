@@ -98,6 +98,7 @@ struct opts {
 	const char *artifact_name;
 	int chunk;
 	double hold_s;              /* connected: seconds to hold the connections */
+	int shadow_every;           /* connected: every K-th device sends a shadow update (0 = none) */
 	double probe_hz;
 	double baseline_s;
 	const char *tag;            /* suffix of the scenario name in RESULT lines */
@@ -114,7 +115,7 @@ static struct opts O = {
 	.prefix = "fleet", .warmup_s = 1.0, .duration_s = 5.0, .clients = 0, .window = 0, .qos = 0,
 	.size = 64, .metrics = 10, .devices = 0, .connect_window = 64, .keepalive = 60, .timeout_s = 600,
 	.spread = true, .checkpoints = NULL, .batch = 100, .ctl_window = 4, .id_start = 0,
-	.artifact_file = NULL, .artifact_name = "bench-fw.bin", .chunk = 65536, .hold_s = 5.0,
+	.artifact_file = NULL, .artifact_name = "bench-fw.bin", .chunk = 65536, .hold_s = 5.0, .shadow_every = 10,
 	.probe_hz = 100.0, .baseline_s = 2.0, .tag = NULL, .wait_release = false, .rate = 0, .probe_clients = 50, .after_s = 5.0,
 };
 
@@ -1215,22 +1216,32 @@ static int scenario_telemetry(void)
 
 static int g_sh_ndev;
 
-static void sh_send(struct client *dev)
+/* A ShadowUpdateRequest of reported state {"temp":..,"seq":seq} into buf;
+ * returns its length, 0 if it does not fit. */
+static size_t pack_shadow_update(uint64_t seq, uint8_t *buf, size_t cap)
 {
 	Fleetmq__V1__ShadowUpdateRequest r = FLEETMQ__V1__SHADOW_UPDATE_REQUEST__INIT;
-	char topic[128], token[24], json[96];
-	uint8_t buf[256];
+	char token[24], json[96];
 	size_t len;
-	uint64_t seq = dev->sent;
 
-	snprintf(topic, sizeof(topic), "%s/%s/shadow/update", O.prefix, dev->id);
 	snprintf(token, sizeof(token), "%" PRIu64, seq);
 	snprintf(json, sizeof(json), "{\"temp\":%" PRIu64 ",\"seq\":%" PRIu64 "}", seq % 50, seq);
 	r.client_token = token;
 	r.reported_json = json;
 	len = fleetmq__v1__shadow_update_request__get_packed_size(&r);
-	if(len > sizeof(buf)) return;
-	fleetmq__v1__shadow_update_request__pack(&r, buf);
+	if(len > cap) return 0;
+	return fleetmq__v1__shadow_update_request__pack(&r, buf);
+}
+
+static void sh_send(struct client *dev)
+{
+	char topic[128];
+	uint8_t buf[256];
+	size_t len;
+	uint64_t seq = dev->sent;
+
+	snprintf(topic, sizeof(topic), "%s/%s/shadow/update", O.prefix, dev->id);
+	if(!(len = pack_shadow_update(seq, buf, sizeof(buf)))) return;
 	dev->slots[seq % (uint64_t)O.window] = now_us();
 	if(lg_publish(dev, NULL, topic, len, buf, 1, NULL) == MOSQ_ERR_SUCCESS){
 		dev->inflight++;
@@ -2049,7 +2060,7 @@ reconnect:
 
 static struct {
 	size_t hello_done;
-	uint64_t hb_sent;
+	uint64_t hb_sent, sh_sent, sh_accepted;
 	uint8_t *hb;
 	size_t hb_len;
 	int hello_mid_base;
@@ -2102,12 +2113,13 @@ static void cn_msg(struct client *c, const struct mosquitto_message *m, const mo
 		c->t_mark = now_us();
 		CN.hello_done++;
 	}
+	if(topic_ends(m->topic, "/shadow/update/accepted")) CN.sh_accepted++;
 }
 
-/* One telemetry heartbeat; with --retained also one retained message of the
- * size of a Presence record on fleet/<id>/presence (what the plugin
- * publishes), to attribute that part of the plugin's memory to Mosquitto's
- * retain store. */
+/* One telemetry heartbeat; every --shadow-every'th device also reports its
+ * shadow once; with --retained also one retained message of the size of a
+ * Presence record on fleet/<id>/presence (what the plugin publishes), to
+ * attribute that part of the plugin's memory to Mosquitto's retain store. */
 static void cn_heartbeat(struct client *c)
 {
 	static const uint8_t pres[40] = { 8, 1, 16, 0xe8, 0x07, 24, 0xe8, 0x07, 32, 0xe8, 0x07, 42, 5, 'b', 'e', 'n', 'c', 'h',
@@ -2116,6 +2128,13 @@ static void cn_heartbeat(struct client *c)
 
 	snprintf(topic, sizeof(topic), "%s/%s/telemetry", O.prefix, c->id);
 	if(lg_publish(c, NULL, topic, CN.hb_len, CN.hb, 1, NULL) == MOSQ_ERR_SUCCESS) CN.hb_sent++;
+	if(O.shadow_every > 0 && (size_t)(c - E.c) % (size_t)O.shadow_every == 0){
+		uint8_t buf[256];
+		size_t len = pack_shadow_update((uint64_t)(c - E.c), buf, sizeof(buf));
+
+		snprintf(topic, sizeof(topic), "%s/%s/shadow/update", O.prefix, c->id);
+		if(len && lg_publish(c, NULL, topic, len, buf, 1, NULL) == MOSQ_ERR_SUCCESS) CN.sh_sent++;
+	}
 	if(O.retained){
 		snprintf(topic, sizeof(topic), "%s/%s/presence", O.prefix, c->id);
 		if(c->fd >= 0) mosquitto_publish_v5(c->m, NULL, topic, 37, pres, 1, true, NULL);
@@ -2124,6 +2143,7 @@ static void cn_heartbeat(struct client *c)
 }
 
 static size_t g_cn_target;
+static bool cn_shadow_answered(void) { return CN.sh_accepted >= CN.sh_sent; }
 static bool cn_target_hello(void) { return CN.hello_done + E.n_connect_fail + E.n_refused >= g_cn_target && E.cq_len == 0 && E.connecting == 0; }
 
 static int scenario_connected(void)
@@ -2166,14 +2186,17 @@ static int scenario_connected(void)
 		engine_step();
 	}
 	for(; next_hb < nd; next_hb++) cn_heartbeat(&E.c[next_hb]);
+	/* the plugin answers every shadow update (vanilla: nobody does) */
+	if(O.plugin && !run_until(cn_shadow_answered, (double)O.timeout_s))
+		note("connected: %" PRIu64 " of %" PRIu64 " shadow updates accepted", CN.sh_accepted, CN.sh_sent);
 	run_for(1.0);
 	rss = proc_rss_kib(O.broker_pid);
 	result_head(O.retained ? "memory-connected-retained" : "memory-connected");
 	printf(" devices=%zu connected=%zu rss_kib=%ld base_kib=%ld per_device_b=%.1f half_rss_kib=%ld marginal_b=%.1f setup_s=%.2f"
-			" heartbeats=%" PRIu64 " lost=%" PRIu64 " connect_fail=%" PRIu64 "\n",
+			" heartbeats=%" PRIu64 " shadow_updates=%" PRIu64 " shadow_accepted=%" PRIu64 " lost=%" PRIu64 " connect_fail=%" PRIu64 "\n",
 			nd, E.n_up, rss, base, rss >= 0 && base >= 0 && E.n_up ? (double)(rss - base) * 1024.0 / (double)E.n_up : -1,
 			rss_half, rss >= 0 && rss_half >= 0 ? (double)(rss - rss_half) * 1024.0 / (double)(nd - half) : -1,
-			(double)(t_setup - t0) / 1e6, CN.hb_sent, E.n_lost, E.n_connect_fail);
+			(double)(t_setup - t0) / 1e6, CN.hb_sent, CN.sh_sent, CN.sh_accepted, E.n_lost, E.n_connect_fail);
 	fflush(stdout);
 	disconnect_all(60);
 	engine_free();
@@ -2512,7 +2535,8 @@ static void usage(FILE *f)
 		"fanout:    --devices N --probe-hz F (100, in total) --probe-clients K (50) --baseline S (2)\n"
 		"           --after S (5: keep probing the release phase after fan-out) | --wait-release (until all released)\n"
 		"connected: --devices N (10000) --hold S (5) --retained (vanilla: also one retained presence-sized message each)\n"
-		"           --no-subscribe (devices rely on the plugin's delivery.direct)\n");
+		"           --no-subscribe (devices rely on the plugin's delivery.direct)\n"
+		"           --shadow-every K (10: every K-th device reports its shadow once during the hold; 0 = none)\n");
 }
 
 int main(int argc, char **argv)
@@ -2525,7 +2549,7 @@ int main(int argc, char **argv)
 		{ "no-spread", 0, 0, 'S' }, { "checkpoints", 1, 0, 'K' }, { "batch", 1, 0, 'b' }, { "ctl-window", 1, 0, 'R' },
 		{ "id-start", 1, 0, 'i' }, { "artifact-file", 1, 0, 'f' }, { "artifact-name", 1, 0, 'N' }, { "chunk", 1, 0, 'z' },
 		{ "hold", 1, 0, 'H' }, { "probe-hz", 1, 0, 'Z' }, { "baseline", 1, 0, 'B' }, { "tag", 1, 0, 'T' },
-		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "retained", 0, 0, 'e' }, { "no-subscribe", 0, 0, 'u' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+		{ "prefix", 1, 0, 'x' }, { "wait-release", 0, 0, 'r' }, { "rate", 1, 0, 'a' }, { "probe-clients", 1, 0, 'y' }, { "after", 1, 0, 'A' }, { "retained", 0, 0, 'e' }, { "no-subscribe", 0, 0, 'u' }, { "shadow-every", 1, 0, 'v' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
 	};
 	const char *sc;
 	int opt, rc;
@@ -2599,6 +2623,7 @@ int main(int argc, char **argv)
 			case 'A': O.after_s = atof(optarg); break;
 			case 'e': O.retained = true; break;
 			case 'u': O.no_subscribe = true; break;
+			case 'v': O.shadow_every = atoi(optarg); break;
 			default: usage(stderr); return 2;
 		}
 	}

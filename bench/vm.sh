@@ -77,7 +77,8 @@ SOURCE="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(gi
 {
 	echo '#!/bin/bash'
 	echo 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root'
-	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
+	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys'
+	echo 'mountpoint -q /dev || mount -t devtmpfs dev /dev'
 	echo 'mount -t tmpfs tmp /tmp; mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts'
 	echo 'ip link set lo up'
 	# shellcheck disable=SC2016 # expanded in the guest
