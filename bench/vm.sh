@@ -9,7 +9,7 @@
 # per device compares directly; times do not (QEMU without KVM emulates the
 # CPU, several times slower than the host).
 #
-#   bench/vm.sh [--mem 12G] [--smp 2] [--cache DIR] -- RUN.SH-ARGS...
+#   bench/vm.sh [--mem 12G] [--smp 2] [--cache DIR] [--max-minutes 240] -- RUN.SH-ARGS...
 #   e.g. bench/vm.sh -- --only connected --reps 1 --connected-devices 100000 \
 #            --connected-brokers vanilla,plugin-direct
 #
@@ -25,6 +25,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MEM=12G
 SMP=2
 CACHE=/var/tmp/fleetmq-vm
+MAX_MIN=240
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 while [ $# -gt 0 ]; do
@@ -32,8 +33,9 @@ while [ $# -gt 0 ]; do
 		--mem) MEM=$2; shift 2 ;;
 		--smp) SMP=$2; shift 2 ;;
 		--cache) CACHE=$2; shift 2 ;;
+		--max-minutes) MAX_MIN=$2; shift 2 ;;
 		--) shift; break ;;
-		-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 		*) echo "unknown option $1 (run.sh arguments go after --)" >&2; exit 2 ;;
 	esac
 done
@@ -101,11 +103,14 @@ mkfs.ext4 -q -F -L fleetmq -d "$ROOTFS" "$IMG" 4G
 mkdir -p "$ROOT/bench/results"
 CONSOLE=$ROOT/bench/results/vm-$(date -u +%Y-%m-%dT%H%M%SZ).log
 log "booting (QEMU TCG, $SMP CPUs, $MEM); console -> $CONSOLE"
-qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
+# panic=1: if init fails, the guest reboots, which -no-reboot turns into an
+# exit; the timeout bounds a guest that hangs.
+timeout "$((MAX_MIN * 60))" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
 	-nographic -no-reboot -nic none \
 	-kernel "$KERNEL" -initrd "$INITRD" \
-	-append "root=/dev/vda rw console=ttyS0 quiet init=/fleetmq/init.sh" \
-	-drive "file=$IMG,if=virtio,format=raw,cache=unsafe" </dev/null >"$CONSOLE" 2>&1
+	-append "root=/dev/vda rw console=ttyS0 quiet panic=1 init=/fleetmq/init.sh" \
+	-drive "file=$IMG,if=virtio,format=raw,cache=unsafe" </dev/null >"$CONSOLE" 2>&1 ||
+	log "QEMU exited with status $? (124 = --max-minutes reached)"
 grep 'fleetmq-vm:' "$CONSOLE" >&2 || true
 
 # Copy the guest's result files out of the disk image.
