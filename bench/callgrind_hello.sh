@@ -11,23 +11,13 @@
 # connected). Prints the inclusive instruction counts of the hello path.
 # Instruction counts do not depend on machine load; run times do.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LG=$ROOT/build-bench/bench/fleetmq-loadgen
-[ -x "$LG" ] || { echo "build first: bench/run.sh --only connected (or cmake --build build-bench)" >&2; exit 1; }
+# shellcheck source=bench/callgrind_lib.sh
+. "$(dirname "$0")/callgrind_lib.sh"
 [ $# -gt 0 ] || set -- "$ROOT/build-bench/broker-plugin/fleetmq_plugin.so"
 DEVICES=300
 for PL in "$@"; do
-	D=$(mktemp -d /tmp/fleetmq-cg-XXXXXX)
-	chmod 777 "$D"
-	P=$("$LG" freeport)
-	printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nplugin %s\nplugin_opt_config_file %s/f.yaml\n' \
-		"$P" "$PL" "$D" >"$D/m.conf"
-	printf 'store:\n  path: %s/f.db\nsecurity:\n  operator_usernames: [ops]\n  other_topics: allow\n' "$D" >"$D/f.yaml"
-	chmod -R a+rwX "$D"
-	setpriv --reuid=mosquitto --regid=mosquitto --init-groups \
-		valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" mosquitto -c "$D/m.conf" >"$D/broker.log" 2>&1 &
-	BP=$!
-	for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.2; done
+	cg_start_broker "$PL"
+	D=$CG_DIR P=$CG_PORT BP=$CG_PID
 	J='{"commands":['
 	for i in $(seq 1 20); do
 		J="$J{\"command\":\"createJob\",\"jobId\":\"c$i\",\"type\":\"config\",\"continuous\":true,\"document\":{\"set\":{\"k$i\":\"v\"}},\"targets\":{\"groups\":[\"g1\"]}}"
@@ -36,8 +26,8 @@ for PL in "$@"; do
 	mosquitto_pub -p "$P" -u ops -i ops -V mqttv5 -q 1 -t '$CONTROL/fleetmq/v1' -m "$J]}"
 	sleep 2
 	"$LG" connected --label plugin --port "$P" --broker-pid "$(pgrep -P "$BP" -f mosquitto || echo "$BP")" \
-		--devices "$DEVICES" --hold 1 --timeout 120 >"$D/lg.out" 2>&1
-	kill -TERM "$BP"; wait "$BP" || true
+		--devices "$DEVICES" --hold 1 --shadow-every 0 --timeout 120 >"$D/lg.out" 2>&1
+	cg_stop_broker
 	echo "== $PL ($DEVICES hellos, 20 open continuous jobs)"
 	callgrind_annotate --inclusive=yes "$D/cg.out" 2>/dev/null |
 		grep -E "PROGRAM TOTALS|handlers__message|job__on_hello " |
