@@ -20,10 +20,14 @@ for kind in vanilla plugin; do
 	"$LG" pubsub --label "$kind" --port "$CG_PORT" --qos "$QOS" --duration 4 --warmup 1 --timeout 120 >"$CG_DIR/lg.out" 2>&1 || true
 	cg_stop_broker
 	callgrind_annotate --inclusive=yes --tree=calling "$CG_DIR/cg.out" 2>/dev/null >"$CG_DIR/tree.txt"
-	msgs=$(grep -m1 -E '> +[?]+:handle__publish \(' "$CG_DIR/tree.txt" | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d ,)
+	msgs=$(grep -m1 -E '> +[^ ]*:handle__publish \(' "$CG_DIR/tree.txt" | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d , || true)
+	if [ -z "$msgs" ] || [ "$msgs" = 0 ]; then
+		echo "$kind: no handle__publish calls in the profile (load generator: $(tail -1 "$CG_DIR/lg.out"))" >&2
+		exit 1
+	fi
 	echo "== $kind, QoS $QOS: $msgs messages published"
-	grep -E '^ *[0-9,]+ .*\* +[?]+:(mosquitto_main_loop|handle__publish|sub__messages_queue|mosquitto_acl_check|plugin__handle_message|cb_acl_check|cb_message) ' "$CG_DIR/tree.txt" |
-		awk -v n="$msgs" '{gsub(",", "", $1); name = $0; sub(/^.*[?]+:/, "", name); sub(/ .*/, "", name)
+	grep -E '^ *[0-9,]+ .*\* +[^ ]*:(mosquitto_main_loop|handle__publish|sub__messages_queue|mosquitto_acl_check|plugin__handle_message|cb_acl_check|cb_message) ' "$CG_DIR/tree.txt" |
+		awk -v n="$msgs" '{gsub(",", "", $1); name = $0; sub(/^.*\* +[^ ]*:/, "", name); sub(/ .*/, "", name)
 			printf "  %-24s %6d instructions per message\n", name, $1 / n}'
 	rm -rf "$CG_DIR"
 done

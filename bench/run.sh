@@ -257,7 +257,7 @@ if want fanout; then
 	if [ -n "$MEM_MAX" ]; then
 		log "registering $MEM_MAX devices for the large memory run"
 		start_broker registry-large plugin
-		lg plugin "$BPORT" "$BPID" register --devices "$MEM_MAX" --checkpoints "$MEM_CHECKPOINTS,$MEM_MAX" --timeout 3600
+		lg plugin "$BPORT" "$BPID" register --devices "$MEM_MAX" --checkpoints "$MEM_CHECKPOINTS,$MEM_MAX" --timeout "$((LG_TIMEOUT > 3600 ? LG_TIMEOUT : 3600))"
 		stop_broker "$BPID"
 		rm -rf "$WORK/registry-large"
 	fi

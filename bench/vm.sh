@@ -15,7 +15,7 @@
 #
 # Needs root, debootstrap, qemu-system-x86_64 and mkfs.ext4 (e2fsprogs).
 # The guest's root file system (debootstrap of bookworm with mosquitto and the
-# plugin's libraries, ~600 MB) is kept in --cache and reused. The plugin and
+# plugin's libraries, ~800 MB) is kept in --cache and reused. The plugin and
 # the load generator are built on the host (build-bench, Release) and copied
 # in; results land in bench/results/ like those of a host run, and the
 # guest's console goes to bench/results/vm-<date>.log.
@@ -79,7 +79,9 @@ SOURCE="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(gi
 {
 	echo '#!/bin/bash'
 	echo 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root'
-	echo 'mount -t proc proc /proc; mount -t sysfs sys /sys'
+	# the initramfs hands over /proc, /sys and /dev already mounted
+	echo 'mountpoint -q /proc || mount -t proc proc /proc'
+	echo 'mountpoint -q /sys || mount -t sysfs sys /sys'
 	echo 'mountpoint -q /dev || mount -t devtmpfs dev /dev'
 	echo 'mount -t tmpfs tmp /tmp; mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts'
 	echo 'ip link set lo up'
@@ -88,7 +90,7 @@ SOURCE="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(gi
 	printf 'export BENCH_SOURCE=%q\n' "$SOURCE (in a QEMU guest)"
 	echo "echo \"fleetmq-vm: source $SOURCE, \$(nproc) CPUs, \$(free -m | awk '/^Mem:/{print \$2}') MiB, ulimit -n \$(ulimit -n)\""
 	printf 'cd /fleetmq && bash bench/run.sh --no-build'
-	printf ' %q' "$@"
+	if [ $# -gt 0 ]; then printf ' %q' "$@"; fi
 	echo
 	echo 'echo "fleetmq-vm: run.sh exit $?"'
 	echo 'sync; echo o >/proc/sysrq-trigger; sleep 10'
