@@ -2,7 +2,8 @@
 # scripts/valgrind.sh - the end-to-end suites once under valgrind (memcheck):
 # no leaks, no invalid access, in the plugin and in the agent.
 #
-#   1. broker: test_e2e_shadow, test_e2e_jobs, test_e2e_security with every
+#   1. broker: test_e2e_shadow, test_e2e_jobs, test_e2e_security,
+#      test_e2e_presence and test_client (direct delivery) with every
 #      broker they start (the stock mosquitto + fleetmq_plugin.so) under
 #      valgrind, through the harness's FLEETMQ_BROKER_WRAPPER. Leaks made by
 #      mosquitto itself are suppressed (tests/valgrind-mosquitto.supp); any
@@ -30,7 +31,7 @@ usage: scripts/valgrind.sh [options]
   --build-dir DIR   build directory (build; configured RelWithDebInfo if new)
   --no-build        use the existing build
   --suites LIST     comma list of broker e2e suites
-                    (test_e2e_shadow,test_e2e_jobs,test_e2e_security)
+                    (test_e2e_shadow,test_e2e_jobs,test_e2e_security,test_e2e_presence,test_client)
   --no-broker       skip the broker suites
   --no-agent        skip the agent suite (test_agent_e2e)
   --out DIR         log directory (<build>/valgrind/<UTC time>)
@@ -40,7 +41,7 @@ EOF
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=$ROOT/build
 BUILD=1
-SUITES=test_e2e_shadow,test_e2e_jobs,test_e2e_security
+SUITES=test_e2e_shadow,test_e2e_jobs,test_e2e_security,test_e2e_presence,test_client
 BROKER=1
 AGENT=1
 OUT=""
