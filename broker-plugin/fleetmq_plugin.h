@@ -180,9 +180,11 @@ int handlers__message(struct fleetmq_plugin *pl, const struct mosquitto *client,
 int handlers__shadow_apply(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
 		const cJSON *patch, uint64_t expected_version, uint64_t now_ms, struct fleetmq_shadow *s,
 		char *reason, size_t reason_len);
-/* Queue the delta of s to the device if it is connected and a delta exists. */
+/* Queue the ShadowUpdateAccepted of patch (applied to side, giving s) on
+ * <prefix>/<id>/shadow/update/accepted; token "" for none. */
 void handlers__shadow_queue_accepted(struct fleetmq_plugin *pl, const char *id, enum fleetmq_shadow_side side,
 		const cJSON *patch, const struct fleetmq_shadow *s, const char *token, uint64_t now_ms);
+/* Queue the delta of s to the device if it is connected and a delta exists. */
 void handlers__shadow_push_delta(struct fleetmq_plugin *pl, const char *id, const struct fleetmq_shadow *s, uint64_t now_ms);
 /* Send a Rejection to <topic>/rejected. */
 void handlers__reject(struct fleetmq_plugin *pl, const char *request_topic, int code,
