@@ -2625,7 +2625,13 @@ int main(int argc, char **argv)
 			case 'A': O.after_s = atof(optarg); break;
 			case 'e': O.retained = true; break;
 			case 'u': O.no_subscribe = true; break;
-			case 'v': O.shadow_every = atoi(optarg); break;
+			case 'v':
+				O.shadow_every = atoi(optarg);
+				if(O.shadow_every < 0){
+					fprintf(stderr, "--shadow-every wants K >= 0 (0 = no shadow updates), not '%s'\n", optarg);
+					return 2;
+				}
+				break;
 			default: usage(stderr); return 2;
 		}
 	}

@@ -75,6 +75,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+[[ "$LG_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || { echo "--timeout wants seconds > 0, not '$LG_TIMEOUT'" >&2; exit 2; }
 for b in ${CONNECTED_BROKERS//,/ }; do
 	case "$b" in
 		vanilla|vanilla-retained|plugin|plugin-noretain|plugin-direct) ;;

@@ -40,6 +40,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+[[ "$MAX_MIN" =~ ^[1-9][0-9]*$ ]] || { echo "--max-minutes wants minutes > 0, not '$MAX_MIN'" >&2; exit 2; }
 log() { echo "[vm.sh $(date +%H:%M:%S)] $*" >&2; }
 for t in debootstrap qemu-system-x86_64 mkfs.ext4 debugfs; do
 	command -v "$t" >/dev/null || {
