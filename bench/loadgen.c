@@ -2187,8 +2187,8 @@ static int scenario_connected(void)
 		engine_step();
 	}
 	for(; next_hb < nd; next_hb++) cn_heartbeat(&E.c[next_hb]);
-	/* the plugin answers every shadow update (vanilla: nobody does) */
-	/* bounded well below the process's alarm so the RESULT line is printed */
+	/* the plugin answers every shadow update (vanilla: nobody does); the wait
+	 * is bounded well below the process's alarm so the RESULT line is printed */
 	if(O.plugin && !run_until(cn_shadow_answered, 60.0))
 		note("connected: %" PRIu64 " of %" PRIu64 " shadow updates answered after 60 s", CN.sh_accepted + CN.sh_rejected, CN.sh_sent);
 	run_for(1.0);
